@@ -1,0 +1,63 @@
+"""AdaDelta: a step in the units of the parameter."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from dltricks.optim.adapter import ComposedOptimizer, NonFinitePolicy
+from dltricks.optim.base import Transform
+from dltricks.optim.blocks import add_l2_penalty, negate, scale_by_adadelta, scale_by_learning_rate
+from dltricks.optim.combine import chain
+from dltricks.optim.validation import check_flag, check_non_negative, check_unit_interval
+
+
+class Adadelta(ComposedOptimizer):
+    r"""AdaDelta; drop-in for ``torch.optim.Adadelta``.
+
+    Math::
+
+        g_t     = grad L(theta_{t-1}) + lambda * theta_{t-1}
+        v_t     = rho * v_{t-1} + (1 - rho) * g_t^2                        (square_avg)
+        d_t     = sqrt(D_{t-1} + eps) / sqrt(v_t + eps) * g_t
+        D_t     = rho * D_{t-1} + (1 - rho) * d_t^2                        (acc_delta)
+        theta_t = theta_{t-1} - eta * d_t
+
+    Chain: ``[negate] -> add_l2_penalty -> scale_by_adadelta(rho, eps) ->
+    scale_by_learning_rate``. Zeiler 2012.
+    """
+
+    structural_options = ("maximize",)
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1.0,
+        rho: float = 0.9,
+        eps: float = 1e-6,
+        weight_decay: float = 0.0,
+        foreach: bool | None = None,
+        *,
+        maximize: bool = False,
+        nonfinite: NonFinitePolicy = "raise",
+    ) -> None:
+        defaults = {
+            "lr": lr,
+            "rho": rho,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "maximize": maximize,
+        }
+        super().__init__(params, defaults, nonfinite=nonfinite)
+
+    def validate_group(self, group: Mapping[str, Any]) -> None:
+        check_non_negative("lr", group["lr"])
+        check_unit_interval("rho", group["rho"], include_one=True)
+        check_non_negative("eps", group["eps"])
+        check_non_negative("weight_decay", group["weight_decay"])
+        check_flag("maximize", group["maximize"])
+
+    def build_chain(self, options: Mapping[str, Any]) -> Transform:
+        blocks = [negate()] if options["maximize"] else []
+        blocks += [add_l2_penalty(), scale_by_adadelta(), scale_by_learning_rate()]
+        return chain(*blocks)

@@ -1,0 +1,76 @@
+"""AdaGrad: divide by the root of the sum of all past squared gradients."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from dltricks.optim.adapter import ComposedOptimizer, NonFinitePolicy
+from dltricks.optim.base import Transform
+from dltricks.optim.blocks import (
+    add_l2_penalty,
+    inverse_time_decay,
+    negate,
+    root,
+    scale_by_learning_rate,
+    sum_of_squares,
+)
+from dltricks.optim.combine import chain, identity, ratio
+from dltricks.optim.validation import check_flag, check_non_negative
+
+
+class Adagrad(ComposedOptimizer):
+    r"""AdaGrad; drop-in for ``torch.optim.Adagrad``.
+
+    Math (``c`` = initial_accumulator_value, ``d`` = lr_decay)::
+
+        g_t     = grad L(theta_{t-1}) + lambda * theta_{t-1}
+        s_t     = s_{t-1} + g_t^2,          s_0 = c
+        theta_t = theta_{t-1} - eta / (1 + (t - 1) d) * g_t / (sqrt(s_t) + eps)
+
+    The lecture's first adaptive learning rate: each parameter's step is divided by the root
+    of the sum of its own squared gradients, so steep directions take small steps.
+    Chain: ``[negate] -> add_l2_penalty -> ratio(identity, sum_of_squares -> root(eps)) ->
+    inverse_time_decay -> scale_by_learning_rate``. Duchi, Hazan & Singer 2011.
+    """
+
+    structural_options = ("maximize",)
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-2,
+        lr_decay: float = 0.0,
+        weight_decay: float = 0.0,
+        initial_accumulator_value: float = 0.0,
+        eps: float = 1e-10,
+        foreach: bool | None = None,
+        *,
+        maximize: bool = False,
+        fused: bool | None = None,
+        nonfinite: NonFinitePolicy = "raise",
+    ) -> None:
+        defaults = {
+            "lr": lr,
+            "lr_decay": lr_decay,
+            "weight_decay": weight_decay,
+            "initial_accumulator_value": initial_accumulator_value,
+            "eps": eps,
+            "maximize": maximize,
+        }
+        super().__init__(params, defaults, nonfinite=nonfinite)
+
+    def validate_group(self, group: Mapping[str, Any]) -> None:
+        for name in ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
+            check_non_negative(name, group[name])
+        check_flag("maximize", group["maximize"])
+
+    def build_chain(self, options: Mapping[str, Any]) -> Transform:
+        blocks = [negate()] if options["maximize"] else []
+        blocks += [
+            add_l2_penalty(),
+            ratio(identity(), chain(sum_of_squares(), root())),
+            inverse_time_decay(),
+            scale_by_learning_rate(),
+        ]
+        return chain(*blocks)

@@ -1,0 +1,112 @@
+"""The core abstraction: a gradient transformation with its own state.
+
+Notation shared by every docstring of :mod:`dltricks.optim`:
+
+* ``theta_t`` the parameter after step ``t``; ``g_t`` the gradient at step ``t``
+  (``t`` counts from 1);
+* ``u`` the tensor flowing through a chain (it starts as ``g_t`` and ends as the increment
+  added to the parameter: ``theta_t = theta_{t-1} + u``);
+* ``m_t`` a first-moment statistic, ``v_t`` a second-moment statistic;
+* ``eta`` the learning rate, ``beta`` a decay rate, ``eps`` a small constant, ``lambda`` a
+  weight-decay coefficient.
+
+A transformation is a pair of pure functions, in the spirit of optax::
+
+    init(theta, hyper) -> state
+    update(u, state, theta, hyper) -> (u', new_state)
+
+``state`` maps names to tensors (the names follow ``torch.optim`` so that ``optimizer.state[p]``
+reads as it does in torch: ``exp_avg``, ``exp_avg_sq``, ``momentum_buffer``...). ``update``
+returns only the entries it changed and never mutates its inputs: only the ``torch.optim``
+adapter writes into parameters and state, which is what lets the same chain run eagerly or be
+compiled into one fused kernel.
+
+``hyper`` holds the hyperparameters at this step: the numeric entries of the parameter group
+(``lr``, ``beta1``, ``beta2``, ``eps``, ``weight_decay``...) and ``step``, the count ``t`` of
+this update. A block names the hyperparameters it reads; a user composing a new optimizer may
+pass numbers instead of names (see :data:`Hyperparameter`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeAlias
+
+import torch
+from torch import Tensor
+
+Scalar: TypeAlias = float | Tensor
+"""A hyperparameter's value at a step: a Python number, or a 0-dim tensor on the fast path."""
+
+Hyper: TypeAlias = Mapping[str, Scalar]
+"""Hyperparameters of one step, by name, including ``step`` (t, counting from 1)."""
+
+State: TypeAlias = dict[str, Tensor]
+"""Per-parameter state of a transformation, by name."""
+
+Hyperparameter: TypeAlias = float | str
+"""How a block is told a hyperparameter: a constant, or the name of an entry of ``hyper``."""
+
+InitFn: TypeAlias = Callable[[Tensor, Hyper], State]
+UpdateFn: TypeAlias = Callable[[Tensor, Mapping[str, Tensor], Tensor, Hyper], tuple[Tensor, State]]
+
+
+@dataclass(frozen=True)
+class Transform:
+    """A gradient transformation: ``init(theta, hyper) -> state`` and
+    ``update(u, state, theta, hyper) -> (u', changed_state)``.
+
+    Attributes:
+        name: a short description, used in ``repr`` and error messages.
+        init: builds the state of one parameter tensor (``hyper`` carries the group's
+            hyperparameters, e.g. AdaGrad's initial accumulator value).
+        update: transforms ``u``; reads ``state`` and returns only the entries it changed.
+        state_keys: the names of the state entries this transformation owns.
+    """
+
+    name: str
+    init: InitFn
+    update: UpdateFn
+    state_keys: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"Transform({self.name})"
+
+
+def resolve(value: Hyperparameter, hyper: Hyper) -> Scalar:
+    """The value of a hyperparameter at this step: ``value`` itself or ``hyper[value]``."""
+    if isinstance(value, str):
+        try:
+            return hyper[value]
+        except KeyError:
+            known = ", ".join(sorted(hyper)) or "none"
+            raise KeyError(
+                f"hyperparameter {value!r} is not set for this step (known: {known})"
+            ) from None
+    return value
+
+
+def stateless(name: str, update: Callable[[Tensor, Tensor, Hyper], Tensor]) -> Transform:
+    """A transformation with no state: ``u' = update(u, theta, hyper)``."""
+
+    def init(param: Tensor, hyper: Hyper) -> State:
+        return {}
+
+    def update_fn(
+        u: Tensor, state: Mapping[str, Tensor], param: Tensor, hyper: Hyper
+    ) -> tuple[Tensor, State]:
+        return update(u, param, hyper), {}
+
+    return Transform(name=name, init=init, update=update_fn)
+
+
+def select(condition: bool | Tensor, if_true: Tensor, if_false: Tensor) -> Tensor:
+    """``if_true if condition else if_false``, also when ``condition`` is a 0-dim tensor.
+
+    On the eager path the step count is a Python number and a plain branch is cheapest; on
+    the compiled path it is a tensor and ``torch.where`` keeps the graph free of branches.
+    """
+    if isinstance(condition, Tensor):
+        return torch.where(condition, if_true, if_false)
+    return if_true if condition else if_false

@@ -1,0 +1,63 @@
+"""Lion: the sign of an interpolated momentum, with decoupled weight decay."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from dltricks.optim.adapter import ComposedOptimizer, NonFinitePolicy
+from dltricks.optim.base import Transform
+from dltricks.optim.blocks import (
+    add_decayed_weights,
+    negate,
+    scale_by_learning_rate,
+    sign_of_interpolation,
+)
+from dltricks.optim.combine import chain
+from dltricks.optim.validation import check_betas, check_flag, check_non_negative
+
+
+class Lion(ComposedOptimizer):
+    r"""Lion (EvoLved Sign Momentum); torch has no equivalent.
+
+    Math (Chen et al. 2023, algorithm 2)::
+
+        c_t     = beta1 * m_{t-1} + (1 - beta1) * g_t
+        theta_t = theta_{t-1} - eta * (sign(c_t) + lambda * theta_{t-1})
+        m_t     = beta2 * m_{t-1} + (1 - beta2) * g_t                      (exp_avg)
+
+    Chain: ``[negate] -> sign_of_interpolation(beta1, beta2) -> add_decayed_weights ->
+    scale_by_learning_rate``. Defaults from the paper: ``lr=1e-4``, ``betas=(0.9, 0.99)``.
+    Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms".
+    """
+
+    structural_options = ("maximize",)
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.99),
+        weight_decay: float = 0.0,
+        *,
+        maximize: bool = False,
+        nonfinite: NonFinitePolicy = "raise",
+    ) -> None:
+        defaults = {
+            "lr": lr,
+            "betas": tuple(betas) if isinstance(betas, list) else betas,
+            "weight_decay": weight_decay,
+            "maximize": maximize,
+        }
+        super().__init__(params, defaults, nonfinite=nonfinite)
+
+    def validate_group(self, group: Mapping[str, Any]) -> None:
+        check_non_negative("lr", group["lr"])
+        check_betas(group["betas"])
+        check_non_negative("weight_decay", group["weight_decay"])
+        check_flag("maximize", group["maximize"])
+
+    def build_chain(self, options: Mapping[str, Any]) -> Transform:
+        blocks = [negate()] if options["maximize"] else []
+        blocks += [sign_of_interpolation(), add_decayed_weights(), scale_by_learning_rate()]
+        return chain(*blocks)

@@ -1,0 +1,115 @@
+"""SGD, with heavy-ball or Nesterov momentum, and the lecture's ``Momentum``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from dltricks.optim.adapter import ComposedOptimizer, NonFinitePolicy
+from dltricks.optim.base import Transform
+from dltricks.optim.blocks import add_l2_penalty, negate, scale_by_learning_rate, trace
+from dltricks.optim.combine import chain
+from dltricks.optim.validation import check_flag, check_non_negative
+
+
+class SGD(ComposedOptimizer):
+    r"""Stochastic gradient descent with optional momentum; drop-in for ``torch.optim.SGD``.
+
+    Math (``mu`` = momentum, ``d`` = dampening, ``lambda`` = weight_decay)::
+
+        g_t   = grad L(theta_{t-1}) + lambda * theta_{t-1}      (negated first if maximize)
+        b_t   = g_t  if t == 1  else  mu * b_{t-1} + (1 - d) * g_t
+        u_t   = b_t                  (heavy ball)   or   g_t + mu * b_t   (nesterov)
+        theta_t = theta_{t-1} - eta * u_t
+
+    Chain: ``[negate] -> add_l2_penalty -> [trace(momentum, dampening, nesterov)] ->
+    scale_by_learning_rate``. Matches ``torch.optim.SGD`` (same defaults, ``lr=1e-3``).
+    Sources: Robbins & Monro 1951; Polyak 1964 (momentum); Sutskever et al. 2013 (Nesterov).
+    """
+
+    structural_options = ("momentum_on", "nesterov", "maximize")
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        nonfinite: NonFinitePolicy = "raise",
+    ) -> None:
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "dampening": dampening,
+            "weight_decay": weight_decay,
+            "nesterov": nesterov,
+            "maximize": maximize,
+        }
+        super().__init__(params, defaults, nonfinite=nonfinite)
+
+    def validate_group(self, group: Mapping[str, Any]) -> None:
+        check_non_negative("lr", group["lr"])
+        check_non_negative("momentum", group["momentum"])
+        check_non_negative("dampening", group["dampening"])
+        check_non_negative("weight_decay", group["weight_decay"])
+        check_flag("nesterov", group["nesterov"])
+        check_flag("maximize", group["maximize"])
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError(
+                "nesterov=True requires momentum > 0 and dampening = 0, got "
+                f"momentum={group['momentum']}, dampening={group['dampening']}"
+            )
+
+    def chain_for(self, group: Mapping[str, Any]) -> Transform:
+        return super().chain_for({**group, "momentum_on": group["momentum"] != 0})
+
+    def build_chain(self, options: Mapping[str, Any]) -> Transform:
+        blocks = [negate()] if options["maximize"] else []
+        blocks.append(add_l2_penalty())
+        if options["momentum_on"]:
+            blocks.append(trace(nesterov=options["nesterov"]))
+        blocks.append(scale_by_learning_rate())
+        return chain(*blocks)
+
+
+class Momentum(SGD):
+    r"""The lecture's Momentum: SGD with heavy-ball momentum 0.9 by default.
+
+    Math (Hung-yi Lee's notation, ``lambda`` = momentum)::
+
+        v_t     = lambda * v_{t-1} - eta * g_t
+        theta_t = theta_{t-1} + v_t
+
+    which is :class:`SGD` with ``momentum=lambda`` after scaling its buffer by ``-eta``
+    (exact while ``eta`` is constant). Chain: ``add_l2_penalty -> trace(momentum) ->
+    scale_by_learning_rate``. Matches ``torch.optim.SGD(momentum=0.9)``; Polyak 1964.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-2,
+        momentum: float = 0.9,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+        nonfinite: NonFinitePolicy = "raise",
+    ) -> None:
+        super().__init__(
+            params,
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
+            maximize=maximize,
+            nonfinite=nonfinite,
+        )
