@@ -1,0 +1,126 @@
+"""Crash-safe files: atomic writes and a checksummed container format.
+
+A file written here is either the complete old version or the complete new one, never a mix:
+the bytes go to a temporary file in the same directory (so the final rename stays on one file
+system), are flushed and fsynced, and then ``os.replace`` swaps the name in one step. The
+directory is fsynced too, so the rename itself survives a power cut on POSIX systems.
+
+The *checked* format prefixes a payload with one ASCII header line::
+
+    dltricks-checked v1 kind=<kind> length=<bytes> sha256=<hex digest>\\n<payload>
+
+Reading verifies the kind, the exact length and the digest, so a truncated, corrupt or
+mistaken file raises :class:`CorruptFileError` instead of being used. The header is plain text
+so ``head -1 FILE`` tells a person what a file is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+
+__all__ = [
+    "CorruptFileError",
+    "atomic_write_bytes",
+    "read_checked",
+    "write_checked",
+]
+
+_MAGIC = "dltricks-checked"
+_VERSION = "v1"
+_HEADER_RE = re.compile(
+    rb"^dltricks-checked v1 kind=(?P<kind>[A-Za-z0-9_.-]+) "
+    rb"length=(?P<length>[0-9]+) sha256=(?P<digest>[0-9a-f]{64})$"
+)
+# Headers are short; reading a bounded prefix keeps a wrong (huge, binary) file from being
+# scanned for a newline that never comes.
+_MAX_HEADER = 512
+
+
+class CorruptFileError(ValueError):
+    """A checked file is truncated, corrupt, or not the kind of file the caller expected."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+def _fsync_directory(directory: Path) -> None:
+    # Opening a directory read-only and fsyncing it is how POSIX makes a rename durable;
+    # Windows cannot open directories, and there the rename is already as durable as it gets.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix.
+
+    Creates missing parent directories. On any failure the temporary file is removed and the
+    previous content of ``path`` (if any) is left untouched.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise
+    _fsync_directory(target.parent)
+
+
+def write_checked(path: str | os.PathLike[str], payload: bytes, *, kind: str) -> None:
+    """Atomically write ``payload`` with a header carrying ``kind``, its length and sha256."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", kind):
+        raise ValueError(f"kind must be letters, digits, '_', '.' or '-', got {kind!r}")
+    digest = hashlib.sha256(payload).hexdigest()
+    header = f"{_MAGIC} {_VERSION} kind={kind} length={len(payload)} sha256={digest}\n"
+    atomic_write_bytes(path, header.encode("ascii") + payload)
+
+
+def read_checked(path: str | os.PathLike[str], *, kind: str) -> bytes:
+    """Return the payload of a checked file after verifying kind, length and sha256.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        CorruptFileError: if the header is missing or malformed, the kind differs, the file is
+            shorter or longer than its header says, or the digest does not match.
+    """
+    source = Path(path)
+    data = source.read_bytes()
+    newline = data.find(b"\n", 0, _MAX_HEADER)
+    if newline < 0:
+        raise CorruptFileError(source, "no dltricks-checked header (not a dltricks file?)")
+    match = _HEADER_RE.match(data[:newline])
+    if match is None:
+        raise CorruptFileError(source, "malformed dltricks-checked header")
+    found_kind = match["kind"].decode("ascii")
+    if found_kind != kind:
+        raise CorruptFileError(source, f"holds a {found_kind!r} file, expected {kind!r}")
+    payload = data[newline + 1 :]
+    expected_length = int(match["length"])
+    if len(payload) != expected_length:
+        raise CorruptFileError(
+            source,
+            f"truncated or padded: payload has {len(payload)} bytes, header says {expected_length}",
+        )
+    if hashlib.sha256(payload).hexdigest() != match["digest"].decode("ascii"):
+        raise CorruptFileError(source, "sha256 checksum mismatch (file is corrupt)")
+    return payload
