@@ -1,0 +1,182 @@
+"""The table of optimizers under test: adding an optimizer means adding a row.
+
+Each row names the dltricks class, the independent reference it must match (a
+``torch.optim`` class, or for Lion the paper's update written in :class:`ReferenceLion`),
+the learning rate used in the parity runs, and the configurations to run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.optim import Optimizer
+
+import dltricks.optim as ours
+
+
+class ReferenceLion(Optimizer):
+    """Lion exactly as algorithm 2 of Chen et al. 2023 writes it, for comparison."""
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.99),
+        weight_decay: float = 0.0,
+        maximize: bool = False,
+    ) -> None:
+        super().__init__(
+            params, {"lr": lr, "betas": betas, "weight_decay": weight_decay, "maximize": maximize}
+        )
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = -p.grad if group["maximize"] else p.grad
+                state = self.state[p]
+                if not state:
+                    state["exp_avg"] = torch.zeros_like(p)
+                m = state["exp_avg"]
+                c = beta1 * m + (1 - beta1) * g
+                p.sub_(group["lr"] * (torch.sign(c) + group["weight_decay"] * p))
+                state["exp_avg"] = beta2 * m + (1 - beta2) * g
+        return loss
+
+
+@dataclass(frozen=True)
+class OptimizerCase:
+    name: str
+    ours: type[Optimizer]
+    reference: Callable[..., Optimizer]
+    lr: float
+    configs: tuple[dict[str, Any], ...]
+    # Keyword arguments that only the reference needs to mean the same thing.
+    reference_extra: dict[str, Any] = field(default_factory=dict)
+
+
+CASES: tuple[OptimizerCase, ...] = (
+    OptimizerCase(
+        "SGD",
+        ours.SGD,
+        torch.optim.SGD,
+        lr=0.05,
+        configs=(
+            {},
+            {"momentum": 0.9},
+            {"momentum": 0.9, "dampening": 0.3},
+            {"momentum": 0.9, "nesterov": True},
+            {"momentum": 0.5, "weight_decay": 0.1},
+            # Ascent grows the weights: a smaller step keeps the run well conditioned.
+            {"momentum": 0.9, "maximize": True, "lr": 0.005},
+        ),
+    ),
+    OptimizerCase(
+        "Momentum",
+        ours.Momentum,
+        torch.optim.SGD,
+        lr=0.05,
+        configs=({}, {"nesterov": True}, {"weight_decay": 0.1}),
+        reference_extra={"momentum": 0.9},
+    ),
+    OptimizerCase(
+        "Adagrad",
+        ours.Adagrad,
+        torch.optim.Adagrad,
+        lr=0.05,
+        configs=(
+            {},
+            {"lr_decay": 0.01},
+            {"initial_accumulator_value": 0.1},
+            {"weight_decay": 0.1},
+            {"maximize": True, "eps": 1e-6},
+        ),
+    ),
+    OptimizerCase(
+        "RMSprop",
+        ours.RMSprop,
+        torch.optim.RMSprop,
+        lr=1e-3,
+        configs=(
+            {},
+            {"centered": True},
+            {"momentum": 0.9},
+            {"centered": True, "momentum": 0.5, "alpha": 0.9},
+            {"weight_decay": 0.1},
+            {"maximize": True},
+        ),
+    ),
+    OptimizerCase(
+        "Adam",
+        ours.Adam,
+        torch.optim.Adam,
+        lr=1e-2,
+        configs=(
+            {},
+            {"amsgrad": True},
+            {"weight_decay": 0.1},
+            {"maximize": True},
+            {"betas": (0.8, 0.99), "eps": 1e-6, "amsgrad": True, "weight_decay": 0.05},
+            {"decoupled_weight_decay": True, "weight_decay": 0.1},
+        ),
+    ),
+    OptimizerCase(
+        "AdamW",
+        ours.AdamW,
+        torch.optim.AdamW,
+        lr=1e-2,
+        configs=({}, {"amsgrad": True}, {"weight_decay": 0.3}, {"maximize": True}),
+    ),
+    OptimizerCase(
+        "Adamax",
+        ours.Adamax,
+        torch.optim.Adamax,
+        lr=1e-2,
+        configs=({}, {"weight_decay": 0.1}, {"betas": (0.5, 0.9)}, {"maximize": True}),
+    ),
+    OptimizerCase(
+        "NAdam",
+        ours.NAdam,
+        torch.optim.NAdam,
+        lr=1e-2,
+        configs=(
+            {},
+            {"weight_decay": 0.1},
+            {"weight_decay": 0.1, "decoupled_weight_decay": True},
+            {"momentum_decay": 0.01},
+            {"maximize": True},
+        ),
+    ),
+    OptimizerCase(
+        "Adadelta",
+        ours.Adadelta,
+        torch.optim.Adadelta,
+        lr=1.0,
+        configs=({}, {"rho": 0.5}, {"weight_decay": 0.1}, {"maximize": True, "eps": 1e-4}),
+    ),
+    OptimizerCase(
+        "Lion",
+        ours.Lion,
+        ReferenceLion,
+        lr=1e-3,
+        configs=({}, {"weight_decay": 0.5}, {"betas": (0.95, 0.98)}, {"maximize": True}),
+    ),
+)
+
+CASES_BY_NAME = {case.name: case for case in CASES}
+
+
+def config_id(config: dict[str, Any]) -> str:
+    if not config:
+        return "default"
+    return "-".join(f"{k}={v}" for k, v in sorted(config.items()))

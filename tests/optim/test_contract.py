@@ -1,0 +1,133 @@
+"""The torch.optim contract: state_dict round trips, None grads, dtypes, non-finite policy."""
+
+from __future__ import annotations
+
+import io
+from functools import partial
+
+import pytest
+import torch
+
+import dltricks.optim as ours
+from tests.optim.cases import CASES, OptimizerCase
+from tests.optim.harness import clone, make_model, train
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_state_dict_round_trip_continues_bit_identically(case: OptimizerCase) -> None:
+    config = case.configs[-1]
+    factory = partial(case.ours, **{"lr": case.lr, **config})
+    uninterrupted = make_model()
+    train(factory, uninterrupted, lr=case.lr, steps=40)
+
+    first_half = make_model()
+    opt = train(factory, first_half, lr=case.lr, steps=20)
+    buffer = io.BytesIO()
+    torch.save({"model": first_half.state_dict(), "optim": opt.state_dict()}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer)
+
+    resumed = make_model(seed=123)  # different weights: everything must come from the file
+    resumed.load_state_dict(saved["model"])
+    new_opt = factory(resumed.parameters())
+    new_opt.load_state_dict(saved["optim"])
+    train(factory, resumed, lr=case.lr, steps=20, start=20, optimizer=new_opt)
+
+    for a, b in zip(resumed.parameters(), uninterrupted.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_parameters_without_grad_are_skipped(case: OptimizerCase) -> None:
+    used, unused = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(3))
+    opt = case.ours([used, unused], lr=case.lr)
+    (used**2).sum().backward()
+    opt.step()
+    assert torch.equal(unused, torch.ones(3))
+    assert len(opt.state[unused]) == 0
+    assert not torch.equal(used, torch.ones(3))
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_bfloat16_parameters_train(case: OptimizerCase) -> None:
+    target = torch.tensor([0.5, -0.25, 1.0], dtype=torch.bfloat16)
+    param = torch.nn.Parameter(torch.zeros(3, dtype=torch.bfloat16))
+    opt = case.ours([param], lr=case.lr)
+    start = float(((param.detach() - target) ** 2).sum())
+    for _ in range(20):
+        opt.zero_grad()
+        ((param - target) ** 2).sum().backward()
+        opt.step()
+    assert param.dtype == torch.bfloat16
+    assert torch.isfinite(param).all()
+    assert float(((param.detach() - target) ** 2).sum()) < start
+
+
+def _poisoned_step(policy: str) -> tuple[torch.optim.Optimizer, list[torch.Tensor]]:
+    model = make_model()
+    opt = ours.Adam(model.parameters(), lr=1e-2, nonfinite=policy)  # type: ignore[arg-type]
+    train(lambda params: opt, model, lr=1e-2, steps=3, optimizer=opt)
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    first = next(model.parameters())
+    assert first.grad is not None
+    first.grad[0, 0] = float("nan")
+    return opt, list(model.parameters())
+
+
+@pytest.mark.parametrize("policy", ["raise", "skip"])
+def test_nonfinite_gradient_leaves_parameters_and_state_untouched(policy: str) -> None:
+    opt, params = _poisoned_step(policy)
+    before_params = [p.detach().clone() for p in params]
+    before_state = [{k: v.clone() for k, v in opt.state[p].items()} for p in params]
+    if policy == "raise":
+        with pytest.raises(ours.NonFiniteGradientError, match="param group 0, parameter 0"):
+            opt.step()
+    else:
+        opt.step()
+        assert opt.skipped_steps == 1  # type: ignore[attr-defined]
+    for p, p0, s0 in zip(params, before_params, before_state, strict=True):
+        assert torch.equal(p, p0)
+        for key, value in s0.items():
+            assert torch.equal(opt.state[p][key], value), key
+
+
+def test_nonfinite_ignore_behaves_like_torch() -> None:
+    opt, params = _poisoned_step("ignore")
+    opt.step()
+    assert torch.isnan(params[0]).any()
+
+
+def test_scheduler_change_takes_effect_at_next_step() -> None:
+    param = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+    opt = ours.SGD([param], lr=1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 0.1 if epoch >= 1 else 1.0)
+    moves = []
+    for _ in range(2):
+        before = param.detach().clone()
+        param.grad = torch.ones(1, dtype=torch.float64)
+        opt.step()
+        scheduler.step()
+        moves.append(float(before - param.detach()))
+    assert moves == pytest.approx([1.0, 0.1], rel=1e-12)
+
+
+def test_zero_grad_and_add_param_group_follow_torch() -> None:
+    model = make_model()
+    opt = ours.Adam(list(model[0].parameters()), lr=1e-3)
+    extra = clone(model)[2]
+    opt.add_param_group({"params": extra.parameters(), "lr": 5e-3})
+    assert opt.param_groups[1]["lr"] == 5e-3
+    assert opt.param_groups[1]["betas"] == (0.9, 0.999)
+    model(torch.randn(2, 6, dtype=torch.float64)).sum().backward()
+    opt.zero_grad()
+    assert all(p.grad is None for p in model[0].parameters())
+
+
+def test_state_names_read_as_torch() -> None:
+    param = torch.nn.Parameter(torch.ones(2))
+    opt = ours.Adam([param], amsgrad=True)
+    param.grad = torch.ones(2)
+    opt.step()
+    assert {"exp_avg", "exp_avg_sq", "max_exp_avg_sq", "step"} <= set(opt.state[param])
+    assert float(opt.state[param]["step"]) == 1.0
