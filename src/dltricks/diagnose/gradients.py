@@ -1,0 +1,194 @@
+"""Per-layer gradient norms: where the back-propagated signal shrinks or explodes."""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
+
+from dltricks.diagnose.layers import WEIGHT_LAYER_TYPES, find_layers
+from dltricks.diagnose.monitor import Monitor, check_every
+from dltricks.diagnose.table import format_table
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["GradientNorms"]
+
+# Norms stay tensors until this many are pending, so a hook never forces a device sync;
+# converting them in one batch also bounds the memory held by pending tensors.
+_FLUSH_AT = 4096
+
+
+def _norm(tensor: Tensor) -> Tensor:
+    # Half-precision squares overflow long before the norm does.
+    if tensor.dtype not in (torch.float32, torch.float64):
+        tensor = tensor.float()
+    return torch.linalg.vector_norm(tensor)
+
+
+class GradientNorms(Monitor):
+    """The L2 norm ``||dL/dW||`` of each parameter of each watched layer, every backward pass.
+
+    Watches ``layer_types`` (default: Linear, Bilinear, Conv and ConvTranspose layers;
+    ``None`` = every module that owns parameters, e.g. to include PReLU or LayerNorm). A hook
+    on each parameter fires when its ``.grad`` has been accumulated, so the norm is that of
+    ``.grad`` after each ``backward()`` (with gradient accumulation: the running sum).
+    ``step`` counts backward passes since construction; ``every=N`` records one in N.
+
+    Read: ``per_layer()`` (layer -> weight grad norm at the last step), ``vanishing_ratio()``
+    (first layer / last layer: << 1 means vanishing, >> 1 exploding), ``records()``,
+    ``to_table()``, ``plot()``.
+
+    Example::
+
+        with GradientNorms(model) as grads:
+            loss_fn(model(x), y).backward()
+        grads.per_layer()  # {"net.0": 3.1e-06, ..., "net.20": 0.21}
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        layer_types: tuple[type[nn.Module], ...] | None = WEIGHT_LAYER_TYPES,
+        every: int = 1,
+    ) -> None:
+        super().__init__(model)
+        self.every = check_every(every)
+        self.layers = find_layers(model, layer_types, what="GradientNorms")
+        # (layer name, parameter name, parameter) in layer order.
+        self.params: list[tuple[str, str, nn.Parameter]] = [
+            (layer_name, param_name, param)
+            for layer_name, layer in self.layers
+            for param_name, param in layer.named_parameters(recurse=False)
+            if param.requires_grad
+        ]
+        if not self.params:
+            raise ValueError(
+                f"GradientNorms: the matching layers of {type(model).__name__} have no "
+                f"parameters that require grad"
+            )
+        self._calls = [0] * len(self.params)
+        self._pending: list[tuple[int, int, Tensor]] = []
+        self._done: list[tuple[int, int, float]] = []
+
+    def _register(self) -> list[RemovableHandle]:
+        return [
+            param.register_post_accumulate_grad_hook(functools.partial(self._on_grad, index))
+            for index, (_, _, param) in enumerate(self.params)
+        ]
+
+    def _on_grad(self, index: int, param: Tensor) -> None:
+        step = self._calls[index]
+        self._calls[index] = step + 1
+        if step % self.every or param.grad is None:
+            return
+        self._pending.append((index, step, _norm(param.grad.detach())))
+        if len(self._pending) >= _FLUSH_AT:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        values = torch.stack([norm for _, _, norm in self._pending]).tolist()
+        self._done.extend(
+            (index, step, value)
+            for (index, step, _), value in zip(self._pending, values, strict=True)
+        )
+        self._pending = []
+        # Gradients arrive output layer first; keep reads in (step, layer order).
+        self._done.sort(key=lambda row: (row[1], row[0]))
+
+    def clear(self) -> None:
+        self._pending = []
+        self._done = []
+
+    def records(self) -> list[dict[str, Any]]:
+        """``{"step", "layer", "param", "shape", "grad_norm"}`` per recorded parameter-step."""
+        self._flush()
+        out = []
+        for index, step, value in self._done:
+            layer, name, param = self.params[index]
+            out.append(
+                {
+                    "step": step,
+                    "layer": layer,
+                    "param": name,
+                    "shape": tuple(param.shape),
+                    "grad_norm": value,
+                }
+            )
+        return out
+
+    @property
+    def steps(self) -> list[int]:
+        """The recorded steps, ascending."""
+        self._flush()
+        return sorted({step for _, step, _ in self._done})
+
+    def per_layer(self, param: str = "weight", step: int | None = None) -> dict[str, float]:
+        """Layer name -> gradient norm of its ``param`` at ``step`` (default: the last)."""
+        self._flush()
+        step = self._resolve_step(step)
+        return {
+            self.params[index][0]: value
+            for index, s, value in self._done
+            if s == step and self.params[index][1] == param
+        }
+
+    def history(self, layer: str, param: str = "weight") -> list[tuple[int, float]]:
+        """``(step, grad_norm)`` for one layer's parameter over all recorded steps."""
+        self._flush()
+        return [
+            (step, value)
+            for index, step, value in self._done
+            if self.params[index][0] == layer and self.params[index][1] == param
+        ]
+
+    def vanishing_ratio(self, param: str = "weight", step: int | None = None) -> float:
+        """First watched layer's gradient norm over the last one's (input side / output side).
+
+        About 1 when gradients flow; orders of magnitude below 1 when they vanish toward the
+        input (deep sigmoid nets), above 1 when they explode.
+        """
+        norms = list(self.per_layer(param, step).values())
+        if len(norms) < 2:
+            raise ValueError("vanishing_ratio needs gradients of at least two layers")
+        return norms[0] / norms[-1] if norms[-1] != 0.0 else float("inf")
+
+    def _resolve_step(self, step: int | None) -> int:
+        steps = {s for _, s, _ in self._done}
+        if not steps:
+            raise ValueError("GradientNorms has no records yet: attach it and run backward() first")
+        if step is None:
+            return max(steps)
+        if step not in steps:
+            raise ValueError(f"step {step} was not recorded; recorded: {sorted(steps)[:10]}...")
+        return step
+
+    def to_table(self, step: int | None = None) -> str:
+        if not self._done and not self._pending:
+            return "GradientNorms: no records"
+        self._flush()
+        step = self._resolve_step(step)
+        rows = [r for r in self.records() if r["step"] == step]
+        title = f"gradient norms at step {step}"
+        columns = [("layer", "layer"), ("param", "param"), ("shape", "shape")]
+        columns.append(("grad_norm", "grad norm"))
+        return title + "\n" + format_table(rows, columns)
+
+    def plot(self, step: int | None = None, param: str = "weight") -> Figure:
+        """Bar chart of per-layer gradient norms at ``step`` on a log scale."""
+        from dltricks.diagnose.plot import bar_figure
+
+        norms = self.per_layer(param, self._resolve_step(step) if step is not None else None)
+        return bar_figure(
+            list(norms),
+            {f"||grad {param}||": list(norms.values())},
+            log=True,
+            title="gradient norm per layer (input side left)",
+        )

@@ -1,0 +1,176 @@
+"""Update-to-weight ratios: how far one optimizer step moves each layer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
+
+from dltricks.diagnose.layers import WEIGHT_LAYER_TYPES, find_layers
+from dltricks.diagnose.monitor import Monitor, check_every
+from dltricks.diagnose.table import format_table
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["UpdateRatios"]
+
+
+class UpdateRatios(Monitor):
+    """``||W_after - W_before|| / ||W_before||`` per parameter of each watched layer, per step.
+
+    A common rule of thumb puts healthy values near 1e-3: much smaller and the layer barely
+    learns, much larger and it is unstable. The monitor copies the watched parameters before
+    the step (into buffers reused across steps) and compares after it.
+
+    Two ways to use it:
+
+    - with an optimizer: ``UpdateRatios(model, optimizer)``; ``attach()`` (or ``with``)
+      registers step pre/post hooks on the optimizer, nothing else to do;
+    - by hand: ``with ratios.measure(): optimizer.step()`` (or ``before_step()`` /
+      ``after_step()`` around any code that changes the weights).
+
+    ``every=N`` snapshots and records only one step in N.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer | None = None,
+        *,
+        layer_types: tuple[type[nn.Module], ...] | None = WEIGHT_LAYER_TYPES,
+        every: int = 1,
+    ) -> None:
+        super().__init__(model)
+        self.optimizer = optimizer
+        self.every = check_every(every)
+        self.layers = find_layers(model, layer_types, what="UpdateRatios")
+        self.params: list[tuple[str, str, nn.Parameter]] = [
+            (layer_name, param_name, param)
+            for layer_name, layer in self.layers
+            for param_name, param in layer.named_parameters(recurse=False)
+            if param.requires_grad
+        ]
+        if not self.params:
+            raise ValueError(
+                f"UpdateRatios: the matching layers of {type(model).__name__} have no "
+                f"trainable parameters"
+            )
+        self._step = 0
+        self._snapshot: list[Tensor] | None = None
+        self._armed = False
+        self._pending: list[tuple[int, Tensor, Tensor]] = []
+        self._done: list[tuple[int, list[float], list[float]]] = []
+
+    def _register(self) -> list[RemovableHandle]:
+        if self.optimizer is None:
+            # Manual mode: the caller brackets steps with before_step()/after_step().
+            return []
+        return [
+            self.optimizer.register_step_pre_hook(lambda *_: self.before_step()),
+            self.optimizer.register_step_post_hook(lambda *_: self.after_step()),
+        ]
+
+    def before_step(self) -> None:
+        """Snapshot the watched parameters (if this step is recorded)."""
+        self._armed = self._step % self.every == 0
+        if not self._armed:
+            return
+        params = [p.detach() for _, _, p in self.params]
+        if self._snapshot is None:
+            self._snapshot = [p.clone() for p in params]
+        else:
+            torch._foreach_copy_(self._snapshot, params)
+
+    def after_step(self) -> None:
+        """Compare the parameters with the snapshot and record the ratios."""
+        step = self._step
+        self._step += 1
+        if not self._armed or self._snapshot is None:
+            return
+        self._armed = False
+        weight_norms = torch.stack(torch._foreach_norm(self._snapshot))
+        torch._foreach_sub_(self._snapshot, [p.detach() for _, _, p in self.params])
+        update_norms = torch.stack(torch._foreach_norm(self._snapshot))
+        self._pending.append((step, update_norms, weight_norms))
+        if len(self._pending) >= 256:
+            self._flush()
+
+    @contextmanager
+    def measure(self) -> Iterator[None]:
+        """``with ratios.measure(): optimizer.step()`` records that step."""
+        self.before_step()
+        yield
+        self.after_step()
+
+    def _flush(self) -> None:
+        for step, updates, weights in self._pending:
+            self._done.append((step, updates.tolist(), weights.tolist()))
+        self._pending = []
+
+    def clear(self) -> None:
+        self._pending = []
+        self._done = []
+
+    def records(self) -> list[dict[str, Any]]:
+        """``{"step", "layer", "param", "update_norm", "weight_norm", "ratio"}`` rows."""
+        self._flush()
+        out = []
+        for step, updates, weights in self._done:
+            for (layer, name, _), upd, w in zip(self.params, updates, weights, strict=True):
+                ratio = upd / w if w != 0.0 else float("inf")
+                out.append(
+                    {
+                        "step": step,
+                        "layer": layer,
+                        "param": name,
+                        "update_norm": upd,
+                        "weight_norm": w,
+                        "ratio": ratio,
+                    }
+                )
+        return out
+
+    def per_layer(self, param: str = "weight", step: int | None = None) -> dict[str, float]:
+        """Layer name -> update/weight ratio of its ``param`` at ``step`` (default: last)."""
+        rows = self._rows_at(step)
+        return {r["layer"]: r["ratio"] for r in rows if r["param"] == param}
+
+    def _rows_at(self, step: int | None) -> list[dict[str, Any]]:
+        records = self.records()
+        if not records:
+            raise ValueError("UpdateRatios has no records yet: run an optimizer step first")
+        step = max(r["step"] for r in records) if step is None else step
+        rows = [r for r in records if r["step"] == step]
+        if not rows:
+            raise ValueError(f"step {step} was not recorded")
+        return rows
+
+    def to_table(self, step: int | None = None) -> str:
+        if not self._done and not self._pending:
+            return "UpdateRatios: no records"
+        rows = self._rows_at(step)
+        columns = [
+            ("layer", "layer"),
+            ("param", "param"),
+            ("update_norm", "||dW||"),
+            ("weight_norm", "||W||"),
+            ("ratio", "||dW||/||W||"),
+        ]
+        return f"update/weight ratios at step {rows[0]['step']}\n" + format_table(rows, columns)
+
+    def plot(self, step: int | None = None, param: str = "weight") -> Figure:
+        """Bar chart of per-layer update/weight ratios on a log scale."""
+        from dltricks.diagnose.plot import bar_figure
+
+        ratios = self.per_layer(param, step)
+        return bar_figure(
+            list(ratios),
+            {f"||d{param}|| / ||{param}||": list(ratios.values())},
+            log=True,
+            title="update-to-weight ratio per layer",
+        )
