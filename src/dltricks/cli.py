@@ -1,16 +1,205 @@
-"""The ``dltricks`` command line (placeholder until the lab exists)."""
+"""The ``dltricks`` command: thin commands that call the library and own all output.
+
+Every bad invocation prints one line, ``dltricks: error: ...``, and exits with status 2; no
+traceback reaches the user.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
-def main(argv: list[str] | None = None) -> int:
+class UsageError(Exception):
+    """A bad invocation: reported as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _setting(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key, value
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="the small size (<= 60 s on 2 cores)")
+    parser.add_argument("--seed", type=_non_negative_int, default=0, help="first seed (0)")
+    parser.add_argument("--seeds", type=_positive_int, help="number of seeds (experiment default)")
+    parser.add_argument("--out", type=Path, default=Path("runs"), help="output root (./runs)")
+    parser.add_argument("--data-dir", type=Path, help="folder with MNIST/Fashion-MNIST IDX files")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (cpu)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
     from dltricks import __version__
 
-    args = sys.argv[1:] if argv is None else argv
-    if args == ["--version"]:
-        print(f"dltricks {__version__}")
-        return 0
-    print("dltricks: no commands yet", file=sys.stderr)
-    return 2
+    parser = _Parser(
+        prog="dltricks",
+        description="The tricks that make deep networks train: a lab of reproducible experiments.",
+    )
+    parser.add_argument("--version", action="version", version=f"dltricks {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    commands.add_parser("list", help="list the experiments and their claims")
+
+    run = commands.add_parser("run", help="run one experiment into OUT/NAME/")
+    run.add_argument("name", help="experiment name (see `dltricks list`)")
+    _add_run_options(run)
+    run.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    run.add_argument(
+        "--set",
+        dest="settings",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one setting of the experiment (repeatable; VALUE is JSON or text)",
+    )
+
+    demo = commands.add_parser("demo", help="every optimizer trains one MLP on digits (~20 s)")
+    demo.add_argument("--epochs", type=_positive_int, default=5)
+    demo.add_argument("--seed", type=_non_negative_int, default=0)
+    return parser
+
+
+def _check_out(out: Path) -> None:
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f"--out {out}: {probe} is not a folder")
+    import os
+
+    if not os.access(probe, os.W_OK):
+        raise UsageError(f"--out {out}: {probe} is not writable")
+
+
+def _cmd_list() -> int:
+    from dltricks.lab.registry import all_experiments
+
+    experiments = all_experiments()
+    width = max((len(n) for n in experiments), default=0)
+    for name, experiment in experiments.items():
+        print(f"{name:<{width}}  {experiment.claim}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from dltricks.lab.progress import progress_bar
+    from dltricks.lab.registry import get_experiment
+    from dltricks.lab.runner import run_experiment
+
+    try:
+        get_experiment(args.name)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    _check_out(args.out)
+    overrides = dict(args.settings)
+    with progress_bar(enabled=not args.quiet, title=args.name) as bar:
+        outcome = run_experiment(
+            args.name,
+            out_root=args.out,
+            quick=args.quick,
+            seed=args.seed,
+            seeds=args.seeds,
+            data_dir=args.data_dir,
+            device=args.device,
+            overrides=overrides,
+            resume=args.resume,
+            progress=bar,
+        )
+    for notice in outcome.notices:
+        print(f"note: {notice}", file=sys.stderr)
+    summary = outcome.results.get("summary", {})
+    finding = summary.get("finding")
+    if finding:
+        print(finding)
+    print(f"results: {outcome.results_path}")
+    for figure in outcome.results.get("figures", []):
+        print(f"figure:  {outcome.out_dir / figure}")
+    print(f"({outcome.seconds:.1f} s)")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from dltricks.demo import run_demo
+
+    print(
+        f"Every optimizer trains the same 64-128-128-10 ReLU MLP on scikit-learn's digits "
+        f"for {args.epochs} epochs (batch 64, torch's default learning rates or the lab's)."
+    )
+    print(f"{'optimizer':<10} {'lr':>8} {'train loss':>11} {'test accuracy':>14}")
+    for row in run_demo(epochs=args.epochs, seed=args.seed):
+        print(
+            f"{row.optimizer:<10} {row.lr:>8.0e} {row.train_loss:>11.4f} {row.test_accuracy:>14.1%}"
+        )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dltricks`` console script; returns the exit status."""
+    from dltricks.data import CorruptFileError, DatasetFileNotFoundError, IDXFormatError
+    from dltricks.lab.runner import RunError
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            raise UsageError("no command given; try `dltricks --help`")
+        if args.command == "list":
+            return _cmd_list()
+        if args.command == "run":
+            return _cmd_run(args)
+        if args.command == "demo":
+            return _cmd_demo(args)
+        raise UsageError(f"unknown command {args.command!r}")
+    except UsageError as error:
+        print(f"dltricks: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (RunError, CorruptFileError, DatasetFileNotFoundError, IDXFormatError) as error:
+        print(f"dltricks: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("dltricks: interrupted; continue with the same command and --resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

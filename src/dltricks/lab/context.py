@@ -1,0 +1,120 @@
+"""What an experiment sees while it runs: settings, seeds, data, resumable units, figures."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from dltricks.data import SplitDataset, load_dataset
+from dltricks.lab.results import CorruptFileError, config_hash, read_json, write_json
+
+
+class ProgressSink(Protocol):
+    """Where a run reports progress (the CLI draws a bar; tests pass nothing)."""
+
+    def plan(self, total: int) -> None: ...
+
+    def advance(self, label: str) -> None: ...
+
+
+class SilentProgress:
+    """A progress sink that shows nothing."""
+
+    def plan(self, total: int) -> None:
+        return None
+
+    def advance(self, label: str) -> None:
+        return None
+
+
+@dataclass
+class RunContext:
+    """The settings and services of one experiment run.
+
+    An experiment is a set of independent *units* (one setting and seed: one training run, one
+    trajectory...). ``ctx.unit(key, compute)`` runs ``compute`` and stores its record under
+    ``units/`` before returning it; a resumed run finds finished units there and does not run
+    them again, which is what makes an interrupted run end with the same results.
+    """
+
+    experiment: str
+    out_dir: Path
+    config: dict[str, Any]
+    seeds: tuple[int, ...]
+    quick: bool
+    data_dir: Path | None = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    resume: bool = False
+    progress: ProgressSink = field(default_factory=SilentProgress)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    _datasets: dict[tuple[str, int], SplitDataset] = field(default_factory=dict)
+
+    @property
+    def units_dir(self) -> Path:
+        return self.out_dir / "units"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.out_dir / "checkpoints"
+
+    def figure(self, name: str) -> Path:
+        """Where to save the figure ``name`` (a PNG in the experiment's folder)."""
+        return self.out_dir / f"{name}.png"
+
+    def data(self, name: str, *, seed: int = 0) -> SplitDataset:
+        """A data set by name (``--data-dir`` is passed for real MNIST), loaded once per run."""
+        key = (name, seed)
+        if key not in self._datasets:
+            self._datasets[key] = load_dataset(
+                name, data_dir=self.data_dir, seed=seed, device=self.device
+            )
+        return self._datasets[key]
+
+    def checkpoint_path(self, key: dict[str, Any]) -> Path:
+        """A per-unit checkpoint file for trainers that save every epoch."""
+        self.checkpoints_dir.mkdir(parents=True, exist_ok=True)
+        return self.checkpoints_dir / f"{config_hash(key)}.ckpt"
+
+    def unit(self, key: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Run (or, when resuming, reuse) one unit and append its record to the results.
+
+        ``key`` identifies the unit (setting and seed) and is stored with the record; the
+        record returned by ``compute`` is merged over it.
+        """
+        path = self.units_dir / f"{config_hash(key)}.json"
+        record: dict[str, Any] | None = None
+        if self.resume and path.exists():
+            try:
+                stored = read_json(path)
+                if stored.get("key") == _jsonable(key):
+                    record = stored["record"]
+            except CorruptFileError as error:
+                # Keep the damaged file for inspection and recompute the unit.
+                aside = path.with_suffix(".corrupt")
+                shutil.move(path, aside)
+                self.notices.append(f"{error}; moved to {aside.name} and recomputed")
+        if record is None:
+            record = {**key, **compute()}
+            self.units_dir.mkdir(parents=True, exist_ok=True)
+            write_json(path, {"key": _jsonable(key), "record": record})
+            ckpt = self.checkpoints_dir / f"{config_hash(key)}.ckpt"
+            ckpt.unlink(missing_ok=True)
+        record = _jsonable(record)
+        self.records.append(record)
+        self.progress.advance(", ".join(f"{k}={v}" for k, v in key.items()))
+        return record
+
+
+def _jsonable(value: Any) -> Any:
+    """The value as it reads back from JSON (tuples become lists, keys strings)."""
+    import json
+
+    from dltricks.lab.results import canonical_json
+
+    return json.loads(canonical_json(value))

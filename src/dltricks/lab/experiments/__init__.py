@@ -1,0 +1,1 @@
+"""One module per experiment; importing a module registers its experiment."""
