@@ -21,6 +21,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
 from matplotlib.lines import Line2D
+from matplotlib.patches import Circle
 from PIL import Image
 
 from dltricks.surfaces.functions import Surface
@@ -66,7 +67,11 @@ def _draw_surface(ax: Axes, surface: Surface, n: int = 220, *, colorbar: bool = 
         floor = 1e-7 * float(z.max() - z.min()) + 1e-300
         shifted = z - z.min() + floor
         levels = np.geomspace(10 * floor, float(shifted.max()), 25)
-        cs = ax.contourf(gx, gy, shifted, levels=levels, norm=LogNorm(), cmap="Greys_r")
+        # extend="both": values below the lowest level (the optimum's neighbourhood) are
+        # filled with the darkest shade instead of being left blank.
+        cs = ax.contourf(
+            gx, gy, shifted, levels=levels, norm=LogNorm(), cmap="Greys_r", extend="both"
+        )
         ax.contour(gx, gy, shifted, levels=levels, colors="white", linewidths=0.3, alpha=0.5)
         label = "f − min f (log levels)"
     else:
@@ -82,7 +87,7 @@ def _draw_surface(ax: Axes, surface: Surface, n: int = 220, *, colorbar: bool = 
             pts[:, 0],
             pts[:, 1],
             marker="o",
-            s=14,
+            s=30,
             facecolors="none",
             edgecolors="gold",
             linewidths=0.8,
@@ -90,8 +95,12 @@ def _draw_surface(ax: Axes, surface: Surface, n: int = 220, *, colorbar: bool = 
         )
     for m in surface.global_minima:
         ax.scatter(*m.point, marker="*", s=220, color="red", edgecolors="white", zorder=6)
-    for s in surface.saddles:
-        ax.scatter(*s, marker="X", s=90, color="magenta", edgecolors="white", zorder=6)
+    for point in surface.saddles:
+        ax.scatter(*point, marker="X", s=90, color="magenta", edgecolors="white", zorder=6)
+        # The neighbourhood whose exit steps_to_leave counts.
+        ax.add_patch(
+            Circle(point, surface.saddle_radius, fill=False, ls="--", lw=0.9, color="magenta")
+        )
     (x0, x1), (y0, y1) = surface.window
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
@@ -147,6 +156,15 @@ def _landmark_handles(surface: Surface) -> list[Line2D]:
                 linestyle="none",
                 markersize=9,
                 label="saddle point",
+            )
+        )
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color="magenta",
+                linestyle="--",
+                label=f"saddle neighbourhood (r = {surface.saddle_radius:g})",
             )
         )
     return handles
