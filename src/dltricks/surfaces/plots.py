@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.axes import Axes
-from matplotlib.colors import LogNorm
+from matplotlib.colors import LogNorm, to_rgb
 from matplotlib.lines import Line2D
 from matplotlib.patches import Circle
 from PIL import Image
@@ -286,6 +286,16 @@ def _background_image(surface: Surface, width_px: int, height_px: int) -> np.nda
     return image
 
 
+def _gif_palette() -> Image.Image:
+    named = [*_COLORS, "red", "magenta", "gold", "white", "black"]
+    rgb = [tuple(round(255 * c) for c in to_rgb(name)) for name in named]
+    greys = [(v, v, v) for v in np.linspace(0, 255, 256 - len(rgb)).round().astype(int)]
+    flat = [int(c) for colour in (*rgb, *greys) for c in colour]
+    palette = Image.new("P", (1, 1))
+    palette.putpalette(flat)
+    return palette
+
+
 def animate_trajectories(
     surface: Surface,
     runs: Sequence[LabelledTrajectory],
@@ -308,7 +318,7 @@ def animate_trajectories(
     longest = max((len(r.trajectory.points) for r in runs), default=1)
     shown = np.unique(np.round(np.linspace(0, longest - 1, frames)).astype(int))
     fig = plt.figure(figsize=(8.0, 4.6), dpi=dpi)
-    ax = fig.add_axes((0.07, 0.1, 0.5, 0.8))
+    ax = fig.add_axes((0.09, 0.11, 0.49, 0.8))
     (x0, x1), (y0, y1) = surface.window
     ax.imshow(
         _background_image(surface, 400, 400),
@@ -372,9 +382,10 @@ def animate_trajectories(
         rgba = np.asarray(canvas.buffer_rgba())  # type: ignore[attr-defined]
         images.append(Image.fromarray(rgba[..., :3].copy()))
     plt.close(fig)
-    # One palette shared by every frame keeps the file small and the colours steady.
-    palette = images[-1].quantize(colors=128, method=Image.Quantize.MEDIANCUT)
-    frames_p = [im.quantize(palette=palette, dither=Image.Dither.NONE) for im in images]
+    # One fixed palette for every frame: the exact line and marker colours plus a grey ramp
+    # for the contours. An adaptive palette merges small areas (the red optimum star) into
+    # their neighbours' colours.
+    frames_p = [im.quantize(palette=_gif_palette(), dither=Image.Dither.NONE) for im in images]
     frames_p[0].save(
         path,
         save_all=True,
