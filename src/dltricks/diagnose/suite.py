@@ -39,15 +39,21 @@ class Diagnostics:
         optimizer: torch.optim.Optimizer | None = None,
         *,
         every: int = 1,
+        update_every: int = 10,
         activations: bool = True,
     ) -> Diagnostics:
         """Gradient norms, activation stats (unless ``activations=False``, e.g. for models
-        that call their activations functionally) and, with ``optimizer``, update ratios."""
+        that call their activations functionally) and, with ``optimizer``, update ratios.
+
+        ``every`` applies to gradients and activations. Update ratios default to one step in
+        10: each recorded step copies the watched weights and reads them three more times,
+        which costs about as much memory traffic as an Adam step.
+        """
         monitors: list[Monitor] = [GradientNorms(model, every=every)]
         if activations:
             monitors.append(ActivationStats(model, every=every))
         if optimizer is not None:
-            monitors.append(UpdateRatios(model, optimizer, every=every))
+            monitors.append(UpdateRatios(model, optimizer, every=update_every))
         return cls(*monitors)
 
     def _find(self, kind: type[Monitor]) -> Monitor | None:

@@ -1,0 +1,275 @@
+"""Diagnostics against references computed in the test from .grad and raw activations."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import pytest
+import torch
+import torch.nn.functional as F  # noqa: N812 (torch convention)
+from matplotlib.figure import Figure
+from torch import Tensor, nn
+
+from dltricks.diagnose import ActivationStats, Diagnostics, GradientNorms, UpdateRatios
+from dltricks.nn import MLP
+
+
+def _batch(seed: int, n: int = 128, d: int = 64) -> tuple[Tensor, Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+def _mlp(activation: str, seed: int, init: str = "auto") -> MLP:
+    return MLP(
+        64, 10, 256, 10, activation, init=init, generator=torch.Generator().manual_seed(seed)
+    )
+
+
+@pytest.mark.parametrize(
+    ("activation", "low", "high"),
+    [
+        # Measured at init over seeds 0-4 (first / last Linear weight-gradient norm):
+        # sigmoid 1.7e-7 .. 3.3e-7, tanh (Xavier) 1.08 .. 1.27, ReLU (He) 0.12 .. 0.34.
+        ("sigmoid", 0.0, 1e-4),
+        ("tanh", 0.1, 10.0),
+        ("relu", 0.05, 10.0),
+    ],
+)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_vanishing_picture_at_init(activation: str, low: float, high: float, seed: int) -> None:
+    model = _mlp(activation, seed)
+    x, y = _batch(seed)
+    with GradientNorms(model) as grads:
+        F.cross_entropy(model(x), y).backward()
+    reference = [layer.weight.grad.norm().item() for layer in model.linear_layers]  # type: ignore[union-attr]
+    measured = grads.per_layer("weight")
+    assert list(measured) == [f"net.{2 * i}" for i in range(10)] + ["net.20"]
+    for ref, got in zip(reference, measured.values(), strict=True):
+        assert got == pytest.approx(ref, rel=1e-5)
+    ratio = reference[0] / reference[-1]
+    assert grads.vanishing_ratio() == pytest.approx(ratio, rel=1e-5)
+    assert low <= ratio <= high
+    bias_norms = grads.per_layer("bias")
+    ref_bias = [layer.bias.grad.norm().item() for layer in model.linear_layers]  # type: ignore[union-attr]
+    for ref, got in zip(ref_bias, bias_norms.values(), strict=True):
+        assert got == pytest.approx(ref, rel=1e-5)
+
+
+def _reference_outputs(
+    model: nn.Module, x: Tensor, types: tuple[type[nn.Module], ...]
+) -> list[Tensor]:
+    outputs: list[Tensor] = []
+    handles = [
+        m.register_forward_hook(lambda _m, _i, out: outputs.append(out.detach().clone()) and None)
+        for m in model.modules()
+        if isinstance(m, types)
+    ]
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+    return outputs
+
+
+def test_activation_stats_relu_dead_units() -> None:
+    model = _mlp("relu", 3)
+    with torch.no_grad():
+        model.hidden_layers[4].bias[:64] = -1e3  # kill a quarter of layer 5's units
+    x, _ = _batch(3)
+    reference = _reference_outputs(model, x, (nn.ReLU,))
+    with ActivationStats(model) as stats, torch.no_grad():
+        model(x)
+    rows = stats.records()
+    assert len(rows) == 10
+    for row, out in zip(rows, reference, strict=True):
+        assert row["kind"] == "rectifier"
+        assert row["mean"] == pytest.approx(out.mean().item(), rel=1e-4, abs=1e-6)
+        assert row["std"] == pytest.approx(out.std(unbiased=False).item(), rel=1e-3)
+        never_active = (out <= 0).all(dim=0).float().mean().item()
+        assert row["dead"] == pytest.approx(never_active, abs=1e-12)
+        assert row["saturated"] is None
+    assert rows[4]["dead"] >= 0.25
+
+
+@pytest.mark.parametrize(
+    ("activation", "low", "high"), [("sigmoid", 0.0, 1.0), ("tanh", -1.0, 1.0)]
+)
+def test_activation_stats_saturation(activation: str, low: float, high: float) -> None:
+    # Large inputs and He-scale weights push the units into their flat tails.
+    model = _mlp(activation, 4, init="he")
+    x = 4.0 * _batch(4)[0]
+    eps = 0.01
+    reference = _reference_outputs(model, x, (nn.Sigmoid, nn.Tanh))
+    with ActivationStats(model, saturation_eps=eps) as stats, torch.no_grad():
+        model(x)
+    saturated = []
+    for row, out in zip(stats.records(), reference, strict=True):
+        expected = ((out < low + eps) | (out > high - eps)).float().mean().item()
+        assert row["saturated"] == pytest.approx(expected, abs=1e-6)
+        assert row["mean"] == pytest.approx(out.mean().item(), abs=1e-5)
+        assert row["std"] == pytest.approx(out.std(unbiased=False).item(), rel=1e-3, abs=1e-5)
+        assert row["dead"] is None
+        saturated.append(row["saturated"])
+    assert max(saturated) > 0.2  # the test exercises a saturated regime
+
+
+def _sgd_setup(seed: int) -> tuple[MLP, torch.optim.Optimizer, Tensor, Tensor]:
+    model = MLP(8, 3, 16, 3, "relu", generator=torch.Generator().manual_seed(seed))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x, y = _batch(seed, n=32, d=8)
+    return model, opt, x, y % 3
+
+
+def _step(model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tensor) -> None:
+    opt.zero_grad()
+    F.cross_entropy(model(x), y).backward()
+    opt.step()
+
+
+@pytest.mark.parametrize("mode", ["optimizer_hooks", "manual"])
+def test_update_ratios_match_weights_before_and_after(mode: str) -> None:
+    model, opt, x, y = _sgd_setup(5)
+    ratios = UpdateRatios(model, opt if mode == "optimizer_hooks" else None)
+    expected = []
+    with ratios:
+        for _ in range(3):
+            before = [
+                p.detach().clone()
+                for layer in model.linear_layers
+                for p in (layer.weight, layer.bias)
+            ]
+            if mode == "manual":
+                opt.zero_grad()
+                F.cross_entropy(model(x), y).backward()
+                with ratios.measure():
+                    opt.step()
+            else:
+                _step(model, opt, x, y)
+            after = [
+                p.detach() for layer in model.linear_layers for p in (layer.weight, layer.bias)
+            ]
+            expected.append(
+                [
+                    (a - b).norm().item() / b.norm().item() if b.norm() > 0 else math.inf
+                    for a, b in zip(after, before, strict=True)
+                ]
+            )
+    rows = ratios.records()
+    assert [r["step"] for r in rows[::8]] == [0, 1, 2]
+    for step in range(3):
+        got = [r["ratio"] for r in rows if r["step"] == step]
+        assert got == pytest.approx(expected[step], rel=1e-5)
+    assert list(ratios.per_layer("weight")) == ["net.0", "net.2", "net.4", "net.6"]
+
+
+def test_every_n_and_detach_leaves_no_hooks() -> None:
+    model, opt, x, y = _sgd_setup(6)
+    diag = Diagnostics(
+        GradientNorms(model, every=2),
+        ActivationStats(model, every=2),
+        UpdateRatios(model, opt, every=2),
+    )
+    with diag:
+        for _ in range(5):
+            _step(model, opt, x, y)
+    assert diag.gradients is not None
+    assert diag.activations is not None
+    assert diag.updates is not None
+    assert diag.gradients.steps == [0, 2, 4]
+    assert sorted({r["step"] for r in diag.activations.records()}) == [0, 2, 4]
+    assert sorted({r["step"] for r in diag.updates.records()}) == [0, 2, 4]
+    # Detached: no hook is left on parameters, modules or the optimizer.
+    assert all(not getattr(p, "_post_accumulate_grad_hooks", None) for p in model.parameters())
+    assert all(not m._forward_hooks for m in model.modules())
+    assert not opt._optimizer_step_pre_hooks
+    assert not opt._optimizer_step_post_hooks
+    count = len(diag.gradients.records())
+    _step(model, opt, x, y)
+    assert len(diag.gradients.records()) == count
+
+
+def test_any_module_conv_net_and_tables_and_plots() -> None:
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3)
+            self.act = nn.ReLU()
+            self.head = nn.Linear(4 * 6 * 6, 2)
+
+        def forward(self, x: Tensor) -> Tensor:
+            return self.head(self.act(self.conv(x)).flatten(1))
+
+    torch.manual_seed(0)
+    net = Net()
+    x = torch.randn(5, 1, 8, 8, generator=torch.Generator().manual_seed(7))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    with Diagnostics.for_model(net, opt) as diag:
+        opt.zero_grad()
+        net(x).sum().backward()
+        opt.step()
+    assert diag.gradients is not None
+    assert diag.activations is not None
+    assert diag.gradients.per_layer()["conv"] == pytest.approx(
+        net.conv.weight.grad.norm().item(), rel=1e-5
+    )  # type: ignore[union-attr]
+    assert diag.activations.records()[0]["dead"] is not None
+    table = str(diag)
+    for text in ("gradient norms at step 0", "conv", "head", "dead units", "||dW||/||W||"):
+        assert text in table
+    figures = diag.plots()
+    assert len(figures) == 3
+    assert all(isinstance(f, Figure) for f in figures)
+    assert figures[0].axes[0].get_yscale() == "log"
+
+
+def test_records_are_plain_data() -> None:
+    model, opt, x, y = _sgd_setup(8)
+    with GradientNorms(model) as grads:
+        _step(model, opt, x, y)
+    row = grads.records()[0]
+    assert set(row) == {"step", "layer", "param", "shape", "grad_norm"}
+    assert isinstance(row["grad_norm"], float)
+    assert math.isfinite(row["grad_norm"])
+
+
+class _FunctionalNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(self.fc(x))
+
+
+BAD_INPUTS: list[tuple[Callable[[], object], str]] = [
+    (
+        lambda: GradientNorms(nn.Sequential(nn.ReLU(), nn.Tanh())),
+        r"Sequential has no matching layers.*Linear",
+    ),
+    (lambda: ActivationStats(_FunctionalNet()), r"_FunctionalNet has no matching layers.*ReLU"),
+    (lambda: UpdateRatios(nn.Sequential(nn.Sigmoid())), r"no matching layers"),
+    (lambda: UpdateRatios(nn.Linear(2, 2).requires_grad_(False)), r"no trainable parameters"),
+    (lambda: GradientNorms(nn.Linear(2, 2), every=0), r"every must be a positive integer"),
+    (
+        lambda: ActivationStats(nn.ReLU(), saturation_eps=0.7),
+        r"saturation_eps must be a float in \(0, 0.5\)",
+    ),
+    (lambda: GradientNorms(nn.Linear(2, 2)).vanishing_ratio(), r"no records yet"),
+    (lambda: ActivationStats(nn.ReLU()).per_layer("median"), r"unknown statistic 'median'"),
+    (lambda: GradientNorms("model"), r"expected an nn.Module"),  # type: ignore[arg-type]
+    (lambda: Diagnostics(), r"at least one monitor"),
+]
+
+
+@pytest.mark.parametrize(("call", "match"), BAD_INPUTS, ids=[m for _, m in BAD_INPUTS])
+def test_bad_inputs_raise_clear_errors(call: Callable[[], object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_attach_twice_is_an_error() -> None:
+    grads = GradientNorms(nn.Linear(2, 2)).attach()
+    with pytest.raises(RuntimeError, match="already attached"):
+        grads.attach()
+    grads.detach()
