@@ -53,7 +53,12 @@ def test_experiment_returns_json_ready_results_and_figures(tmp_path: Path) -> No
         "Adam": OptimizerSpec("Adam", lambda p, lr, m: torch.optim.Adam(p, lr=lr)),
     }
     result = run_surfaces_experiment(
-        tmp_path, quick=True, seed=3, optimizers=optimizers, surfaces=("double_well", "saddle")
+        tmp_path,
+        quick=True,
+        seed=3,
+        optimizers=optimizers,
+        surfaces=("double_well", "saddle"),
+        theory_kappas=(10.0,),
     )
     json.dumps(result)
     assert set(result) >= {"config", "records", "theory", "protocol"}

@@ -16,7 +16,12 @@ those pictures measurable:
 from __future__ import annotations
 
 from dltricks.surfaces.escape import EscapeRun, double_well_demo, saddle_demo
-from dltricks.surfaces.experiment import SURFACES_IN_EXPERIMENT, run_label, run_surfaces_experiment
+from dltricks.surfaces.experiment import (
+    SURFACES_IN_EXPERIMENT,
+    THEORY_KAPPAS,
+    run_label,
+    run_surfaces_experiment,
+)
 from dltricks.surfaces.functions import (
     Minimum,
     MinimumKind,
@@ -74,6 +79,7 @@ from dltricks.surfaces.tuning import (
 
 __all__ = [
     "SURFACES_IN_EXPERIMENT",
+    "THEORY_KAPPAS",
     "EscapeRun",
     "LabelledTrajectory",
     "Minimum",

@@ -29,7 +29,7 @@ from dltricks.surfaces.tuning import (
     default_optimizers,
 )
 
-__all__ = ["SURFACES_IN_EXPERIMENT", "run_label", "run_surfaces_experiment"]
+__all__ = ["SURFACES_IN_EXPERIMENT", "THEORY_KAPPAS", "run_label", "run_surfaces_experiment"]
 
 SURFACES_IN_EXPERIMENT: tuple[str, ...] = (
     "quadratic",
@@ -43,7 +43,7 @@ SURFACES_IN_EXPERIMENT: tuple[str, ...] = (
     "double_well",
     "goh_banana",
 )
-_KAPPAS = (4.0, 10.0, 100.0, 1000.0)
+THEORY_KAPPAS: tuple[float, ...] = (4.0, 10.0, 100.0, 1000.0)
 
 
 def _protocol(quick: bool) -> TuningProtocol:
@@ -94,6 +94,7 @@ def run_surfaces_experiment(
     seed: int,
     optimizers: Mapping[str, OptimizerSpec] | None = None,
     surfaces: Sequence[str] = SURFACES_IN_EXPERIMENT,
+    theory_kappas: Sequence[float] = THEORY_KAPPAS,
 ) -> dict[str, object]:
     """Tune and compare ``optimizers`` (default :func:`default_optimizers`) on ``surfaces``.
 
@@ -140,7 +141,7 @@ def run_surfaces_experiment(
             animate_trajectories(surface, short, out / f"trajectories_{name}.gif")
         )
 
-    checks = check_rates(_KAPPAS)
+    checks = check_rates(theory_kappas)
     theory_caption = (
         "Gradient descent at α = 2/(λ₁+λₙ) and heavy ball (torch SGD, momentum=β, lr=α) at "
         "α = (2/(√λ₁+√λₙ))², β = ((√λₙ−√λ₁)/(√λₙ+√λ₁))², from (1, 1), float64. Measured "
@@ -182,7 +183,7 @@ def run_surfaces_experiment(
             "tol": protocol.tol,
             "reach_radius": protocol.reach_radius,
             "quadratic_kappa": 10.0,
-            "theory_kappas": list(_KAPPAS),
+            "theory_kappas": list(theory_kappas),
         },
         "protocol": protocol_text,
         "records": records,
