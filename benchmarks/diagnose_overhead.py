@@ -107,7 +107,8 @@ def main() -> None:
         f"- machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores, torch {torch.__version__}, "
         f"{torch.get_num_threads()} intra-op threads, Python {platform.python_version()}",
-        f"- {args.rounds} rounds x {args.steps} timed steps per configuration",
+        f"- {args.rounds} rounds x {args.steps} timed steps per configuration; "
+        f"load average at start {os.getloadavg()[0]:.1f}",
         "",
         "| activation | monitors | median step (ms) | overhead (median of per-round ratios) |",
         "|---|---|---|---|",

@@ -69,8 +69,8 @@ class ActivationStats(Monitor):
         self.layers = find_layers(model, layer_types, what="ActivationStats")
         self.kinds: list[ActivationKind] = [activation_kind(m) for _, m in self.layers]
         self._calls = [0] * len(self.layers)
-        # (layer index, step, numel, stacked scalars, per-unit max or None)
-        self._pending: list[tuple[int, int, int, Tensor, Tensor | None]] = []
+        # (layer index, step, numel, 0-d reductions, per-unit max or None)
+        self._pending: list[tuple[int, int, int, list[Tensor], Tensor | None]] = []
         self._done: list[dict[str, Any]] = []
 
     def _register(self) -> list[RemovableHandle]:
@@ -110,7 +110,7 @@ class ActivationStats(Monitor):
             dim = self.unit_dim % units.ndim
             reduce_dims = tuple(d for d in range(units.ndim) if d != dim)
             unit_max = units.amax(dim=reduce_dims)
-        self._pending.append((index, step, y.numel(), torch.stack(parts), unit_max))
+        self._pending.append((index, step, y.numel(), parts, unit_max))
         if len(self._pending) >= _FLUSH_AT:
             self._flush()
 
@@ -119,7 +119,7 @@ class ActivationStats(Monitor):
             return
         # One conversion for all scalars and one reduction per layer for the unit maxima,
         # instead of a sync per record.
-        flat = torch.cat([p[3].to(torch.float64) for p in self._pending]).tolist()
+        flat = torch.stack([t for p in self._pending for t in p[3]]).to(torch.float64).tolist()
         dead: dict[int, float] = {}
         by_layer: dict[int, list[int]] = {}
         for pos, p in enumerate(self._pending):
@@ -131,8 +131,8 @@ class ActivationStats(Monitor):
             dead.update(zip(positions, fractions, strict=True))
         offset = 0
         for pos, (index, step, numel, parts, _) in enumerate(self._pending):
-            values = flat[offset : offset + parts.numel()]
-            offset += parts.numel()
+            values = flat[offset : offset + len(parts)]
+            offset += len(parts)
             kind = self.kinds[index]
             mean = values[0] / numel
             var = max(values[1] * values[1] / numel - mean * mean, 0.0)
