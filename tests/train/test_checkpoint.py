@@ -186,6 +186,7 @@ def test_second_run_into_same_checkpoint_refused(tmp_path: Path) -> None:
 KILL_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys
+    import torch
     from dltricks.train import Callback, fit
     from tests.train.helpers import adam, small_data, small_mlp
     from tests.train.test_checkpoint import CONFIG
@@ -195,6 +196,8 @@ KILL_SCRIPT = textwrap.dedent(
             if ctx.step == int(sys.argv[2]):
                 os.kill(os.getpid(), signal.SIGKILL)
 
+    # Bit-identity holds for one thread count: use the parent's.
+    torch.set_num_threads(int(sys.argv[3]))
     fit(small_mlp(dropout=0.5), adam, small_data(), CONFIG, checkpoint_path=sys.argv[1],
         progress=False, callbacks=[Kill()])
     """
@@ -205,18 +208,19 @@ KILL_SCRIPT = textwrap.dedent(
 def test_sigkill_mid_run_then_resume(tmp_path: Path, reference: tuple[dict, dict]) -> None:
     import random
 
-    step = random.Random(os.getpid()).randrange(6, 30)  # somewhere in epochs 2..6
+    # 6 epochs of 4 steps: steps 0..23; kill somewhere in epochs 2..6.
+    step = random.Random(os.getpid()).randrange(4, 24)
     path = tmp_path / "run.ckpt"
     root = Path(__file__).resolve().parents[2]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), str(root / "src")]))
     proc = subprocess.run(
-        [sys.executable, "-c", KILL_SCRIPT, str(path), str(step)],
+        [sys.executable, "-c", KILL_SCRIPT, str(path), str(step), str(torch.get_num_threads())],
         cwd=root,
         env=env,
         capture_output=True,
         timeout=120,
     )
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    assert proc.returncode == -signal.SIGKILL, (step, proc.stderr.decode()[-2000:])
     model = small_mlp(seed=1, dropout=0.5)
     result = fit(model, adam, small_data(), CONFIG, checkpoint_path=path, resume=True)
     assert result.resumed_from_epoch >= 1

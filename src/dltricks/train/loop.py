@@ -13,6 +13,8 @@ An interrupted run (exception, Ctrl-C, SIGKILL) resumes from its last per-epoch 
 checkpoint holds the model, the optimizer, both RNG states, the history and the early-stopping
 state. A checkpoint whose settings, data or model differ from the call raises
 :class:`~dltricks.train.checkpoint.CheckpointMismatchError` instead of silently mixing runs.
+Bit-identity assumes the same torch build and the same number of intra-op threads
+(``torch.get_num_threads()``), since threaded reductions may sum in another order.
 On GPUs bit-identity additionally needs ``torch.use_deterministic_algorithms(True)``, which
 is the caller's choice because it is global.
 """

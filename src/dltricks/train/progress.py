@@ -16,7 +16,8 @@ class EpochProgress:
     """Context manager: ``advance(record)`` after each epoch; silent when ``enabled`` is False.
 
     Writes to stderr so that a program's stdout stays clean for its own output, and is
-    transient: the bar disappears when training ends.
+    transient: the bar disappears when training ends. Shown only on a terminal or in Jupyter,
+    so logs of redirected runs stay free of bar fragments.
     """
 
     def __init__(self, total: int, *, completed: int = 0, enabled: bool = True) -> None:
@@ -26,14 +27,15 @@ class EpochProgress:
         self._completed = completed
 
     def __enter__(self) -> EpochProgress:
-        if self._enabled:
+        console = Console(stderr=True) if self._enabled else None
+        if console is not None and (console.is_terminal or console.is_jupyter):
             self._progress = Progress(
                 TextColumn("[bold]train[/bold]"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("{task.description}"),
                 TimeRemainingColumn(),
-                console=Console(stderr=True),
+                console=console,
                 transient=True,
             )
             self._progress.start()
