@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dltricks.data import fit_standardizer, make_split_dataset, stratified_split
 
@@ -110,3 +112,22 @@ def test_split_dataset_validates_shapes() -> None:
         SplitDataset("t", x, y, x, y[:3], x, y, n_classes=2, input_shape=(3,))
     with pytest.raises(ValueError, match="x_test"):
         SplitDataset("t", x, y, x, y, torch.zeros(4, 2), y, n_classes=2, input_shape=(3,))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    labels=st.lists(st.integers(0, 6), min_size=1, max_size=200),
+    fraction=st.floats(0.0, 0.95),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_split_properties(labels: list[int], fraction: float, seed: int) -> None:
+    y = np.array(labels)
+    keep, held = stratified_split(y, fraction, seed)
+    np.testing.assert_array_equal(np.sort(np.concatenate([keep, held])), np.arange(len(y)))
+    assert len(held) == round(fraction * len(y))
+    # Per class, the held-out count is within one of the proportional share.
+    for cls in np.unique(y):
+        share = np.sum(y == cls) * len(held) / len(y)
+        assert abs(np.sum(y[held] == cls) - share) < 1.0 + 1e-9
+    again = stratified_split(y, fraction, seed)
+    np.testing.assert_array_equal(again[1], held)

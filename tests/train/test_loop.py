@@ -198,3 +198,13 @@ def test_progress_bar_writes_nothing_to_stdout(capsys: pytest.CaptureFixture[str
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err == ""
+
+
+def test_result_round_trips_through_dict() -> None:
+    from dltricks.train import TrainResult
+
+    config = TrainConfig(epochs=2, early_stopping=EarlyStopping(patience=0))
+    result = fit(small_mlp(), adam, small_data(), config, progress=False)
+    again = TrainResult.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert again == result
+    assert TrainConfig.from_dict(again.config) == config
