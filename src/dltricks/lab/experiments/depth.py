@@ -1,0 +1,168 @@
+"""``depth``: deeper is not better for sigmoid networks; ReLU and SELU keep training.
+
+Claim (Hung-yi Lee, "Tips for Training Deep Neural Networks"): with sigmoid activations,
+training accuracy falls as layers are added and collapses around 9-10 layers on MNIST; with
+ReLU deep networks train. The cause is the vanishing gradient: sigmoid's derivative is at most
+1/4, so the gradient shrinks layer by layer toward the input.
+
+Setup: one MLP per (activation, depth, seed), all trained with the same plain SGD settings and
+the same number of steps; depth counts hidden layers. Each activation gets its recommended
+initialisation (Xavier for sigmoid/tanh, He for ReLU, LeCun normal for SELU) unless the
+``init`` setting says otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib.pyplot as plt
+import torch
+
+from dltricks.lab.context import RunContext
+from dltricks.lab.registry import Experiment, register
+from dltricks.nn import MLP
+from dltricks.optim import SGD
+from dltricks.train import TrainConfig, fit
+
+CHANCE_MARGIN = 0.15
+
+
+def configure(quick: bool) -> dict[str, Any]:
+    return {
+        "dataset": "digits" if quick else "mnist1d",
+        "activations": ["sigmoid", "relu", "tanh", "selu"],
+        "depths": list(range(1, 11)),
+        "width": 64 if quick else 128,
+        "init": "auto",
+        "optimizer": "SGD",
+        "lr": 0.1,
+        "batch_size": 64,
+        "epochs": 20 if quick else 30,
+        "seeds": 2 if quick else 3,
+    }
+
+
+def _train_one(ctx: RunContext, activation: str, depth: int, seed: int) -> dict[str, Any]:
+    cfg = ctx.config
+    data = ctx.data(cfg["dataset"])
+    generator = torch.Generator().manual_seed(seed)
+    model = MLP(
+        data.n_features,
+        data.n_classes,
+        cfg["width"],
+        depth,
+        activation,
+        init=cfg["init"],
+        generator=generator,
+    )
+    result = fit(
+        model,
+        lambda params: SGD(params, lr=cfg["lr"]),
+        data,
+        TrainConfig(epochs=cfg["epochs"], batch_size=cfg["batch_size"], seed=seed),
+        device=ctx.device,
+        progress=False,
+    )
+    return {
+        "train_accuracy": result.final.train_accuracy,
+        "test_accuracy": result.final.test_accuracy,
+        "train_loss": result.final.train_loss,
+        "curve_train_accuracy": [e.train_accuracy for e in result.history],
+        "curve_train_loss": [e.train_loss for e in result.history],
+    }
+
+
+def collapse_depth(records: list[dict[str, Any]], activation: str, threshold: float) -> int | None:
+    """The smallest depth whose mean training accuracy over seeds is below ``threshold``."""
+    by_depth: dict[int, list[float]] = {}
+    for r in records:
+        if r["activation"] == activation:
+            by_depth.setdefault(r["depth"], []).append(r["train_accuracy"])
+    for depth in sorted(by_depth):
+        values = by_depth[depth]
+        if sum(values) / len(values) < threshold:
+            return depth
+    return None
+
+
+def _mean_by_depth(
+    records: list[dict[str, Any]], activation: str, key: str
+) -> tuple[list[int], list[float]]:
+    by_depth: dict[int, list[float]] = {}
+    for r in records:
+        if r["activation"] == activation:
+            by_depth.setdefault(r["depth"], []).append(r[key])
+    depths = sorted(by_depth)
+    return depths, [sum(by_depth[d]) / len(by_depth[d]) for d in depths]
+
+
+def _plot(ctx: RunContext, records: list[dict[str, Any]], chance: float) -> None:
+    cfg = ctx.config
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, key, title in (
+        (axes[0], "train_accuracy", "Training accuracy"),
+        (axes[1], "test_accuracy", "Test accuracy"),
+    ):
+        for activation in cfg["activations"]:
+            depths, means = _mean_by_depth(records, activation, key)
+            ax.plot(depths, means, marker="o", label=activation)
+            points = [(r["depth"], r[key]) for r in records if r["activation"] == activation]
+            ax.scatter(*zip(*points, strict=True), s=8, alpha=0.35)
+        ax.axhline(chance, color="grey", linestyle=":", label="chance")
+        ax.set_xlabel("hidden layers (depth)")
+        ax.set_title(title)
+        ax.set_xticks(cfg["depths"])
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy (mean over seeds; dots: single seeds)")
+    axes[1].legend(title="activation")
+    fig.suptitle(
+        f"Deeper is not better for sigmoid: {cfg['dataset']}, width {cfg['width']}, "
+        f"SGD lr {cfg['lr']}, {cfg['epochs']} epochs, {len(ctx.seeds)} seeds"
+    )
+    fig.tight_layout()
+    fig.savefig(ctx.figure("depth_accuracy"), dpi=110)
+    plt.close(fig)
+
+
+def run(ctx: RunContext) -> dict[str, Any]:
+    cfg = ctx.config
+    data = ctx.data(cfg["dataset"])
+    ctx.progress.plan(len(cfg["activations"]) * len(cfg["depths"]) * len(ctx.seeds))
+    records = [
+        ctx.unit(
+            {"activation": activation, "depth": depth, "seed": seed},
+            lambda a=activation, d=depth, s=seed: _train_one(ctx, a, d, s),
+        )
+        for activation in cfg["activations"]
+        for depth in cfg["depths"]
+        for seed in ctx.seeds
+    ]
+    chance = 1.0 / data.n_classes
+    threshold = chance + CHANCE_MARGIN
+    _plot(ctx, records, chance)
+    collapse = {a: collapse_depth(records, a, threshold) for a in cfg["activations"]}
+    parts = [
+        f"{a} first falls below {threshold:.0%} training accuracy at depth {d}"
+        if d is not None
+        else f"{a} stays above {threshold:.0%} at every depth up to {max(cfg['depths'])}"
+        for a, d in collapse.items()
+    ]
+    return {
+        "chance_accuracy": chance,
+        "collapse_threshold": threshold,
+        "collapse_depth": collapse,
+        "finding": "; ".join(parts) + ".",
+    }
+
+
+EXPERIMENT = register(
+    Experiment(
+        name="depth",
+        claim="Deeper is not better: sigmoid nets stop learning as depth grows; ReLU and SELU "
+        "keep training.",
+        source="Hung-yi Lee, Tips for Training DNN (MNIST demo); Glorot & Bengio 2010",
+        tricks=("new activation functions",),
+        configure=configure,
+        run=run,
+    )
+)
