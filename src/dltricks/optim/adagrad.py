@@ -49,6 +49,7 @@ class Adagrad(ComposedOptimizer):
         maximize: bool = False,
         fused: bool | None = None,
         nonfinite: NonFinitePolicy = "raise",
+        fast: bool | None = None,
     ) -> None:
         defaults = {
             "lr": lr,
@@ -58,7 +59,7 @@ class Adagrad(ComposedOptimizer):
             "eps": eps,
             "maximize": maximize,
         }
-        super().__init__(params, defaults, nonfinite=nonfinite)
+        super().__init__(params, defaults, nonfinite=nonfinite, fast=fast)
 
     def validate_group(self, group: Mapping[str, Any]) -> None:
         for name in ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"):

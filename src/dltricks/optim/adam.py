@@ -78,6 +78,7 @@ class Adam(ComposedOptimizer):
         fused: bool | None = None,
         decoupled_weight_decay: bool = False,
         nonfinite: NonFinitePolicy = "raise",
+        fast: bool | None = None,
     ) -> None:
         defaults = {
             "lr": lr,
@@ -88,7 +89,7 @@ class Adam(ComposedOptimizer):
             "maximize": maximize,
             "decoupled_weight_decay": decoupled_weight_decay,
         }
-        super().__init__(params, defaults, nonfinite=nonfinite)
+        super().__init__(params, defaults, nonfinite=nonfinite, fast=fast)
 
     def validate_group(self, group: Mapping[str, Any]) -> None:
         check_non_negative("lr", group["lr"])
@@ -134,6 +135,7 @@ class AdamW(Adam):
         foreach: bool | None = None,
         fused: bool | None = None,
         nonfinite: NonFinitePolicy = "raise",
+        fast: bool | None = None,
     ) -> None:
         super().__init__(
             params,
@@ -145,4 +147,5 @@ class AdamW(Adam):
             maximize=maximize,
             decoupled_weight_decay=True,
             nonfinite=nonfinite,
+            fast=fast,
         )

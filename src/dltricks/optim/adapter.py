@@ -1,13 +1,30 @@
 """The ``torch.optim`` adapter: runs a chain of transformations as a drop-in optimizer.
 
-Only this module writes into parameters and optimizer state. For every parameter with a
-gradient it builds the hyperparameters of the step from the parameter's group, runs the group's
-chain (a pure function), adds the resulting increment to the parameter and stores the changed
-state.
+Only this module (and the fast path it drives, :mod:`dltricks.optim.fast`) writes into
+parameters and optimizer state. For every parameter with a gradient it builds the
+hyperparameters of the step from the parameter's group, runs the group's chain (a pure
+function), adds the resulting increment to the parameter and stores the changed state.
+
+Two execution paths compute the same update:
+
+* **fast** (the default where it applies): each group's parameters, gradients and state live in
+  flat buffers and the whole chain runs as one compiled kernel per step, one pass over memory
+  (see :mod:`dltricks.optim.fast`);
+* **eager**: the chain runs block by block, parameter by parameter.
+
+``fast=None`` (default) takes the fast path for buckets of at least
+:data:`~dltricks.optim.fast.MIN_FAST_NUMEL` float32/float64 elements on CPU or CUDA;
+``fast=True`` for every bucket it can take; ``fast=False`` never. The environment variable
+``DLTRICKS_FAST=0`` turns the fast path off everywhere, ``DLTRICKS_FAST=1`` makes ``fast=None``
+behave as ``fast=True``. What stays eager on the fast path: float16/bfloat16 or non-contiguous
+parameters, parameters on other devices or sharing storage with other tensors, chains that are
+not elementwise or fail to compile (with a RuntimeWarning), and steps inside an outer
+``torch.compile``.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Literal
 
@@ -16,6 +33,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from dltricks.optim.base import Scalar, Transform
+from dltricks.optim.fast.path import MIN_FAST_NUMEL, FlatPath
 
 NonFinitePolicy = Literal["raise", "skip", "ignore"]
 NONFINITE_POLICIES: tuple[str, ...] = ("raise", "skip", "ignore")
@@ -37,7 +55,15 @@ class ComposedOptimizer(Optimizer):
     gradient. ``"raise"`` (default) raises :class:`NonFiniteGradientError`; ``"skip"`` skips the
     whole step and counts it in :attr:`skipped_steps`; ``"ignore"`` does what ``torch.optim``
     does (the NaN flows into parameters and state) and saves the check's read of the gradients.
-    In every case but ``"ignore"`` parameters and state are left exactly as they were.
+    In every case but ``"ignore"`` parameters and state are left exactly as they were. On the
+    fast path the check is one read of the gradient buffer (a sum, confirmed elementwise only
+    when it is not finite).
+
+    ``fast`` chooses the execution path (see the module docstring). On the fast path
+    ``p.data``, ``p.grad`` and the state tensors are slices of flat buffers, and
+    :meth:`zero_grad` zeroes the gradient buffer in place: with ``set_to_none=True`` (default)
+    ``p.grad`` stays a zero tensor instead of becoming None, and a parameter that the next
+    backward does not reach is still skipped by the next step, as torch would skip it.
     """
 
     structural_options: ClassVar[tuple[str, ...]] = ()
@@ -48,13 +74,18 @@ class ComposedOptimizer(Optimizer):
         defaults: dict[str, Any],
         *,
         nonfinite: NonFinitePolicy = "raise",
+        fast: bool | None = None,
     ) -> None:
         if nonfinite not in NONFINITE_POLICIES:
             raise ValueError(
                 f"nonfinite must be one of {', '.join(NONFINITE_POLICIES)}; got {nonfinite!r}"
             )
+        if fast is not None and not isinstance(fast, bool):
+            raise ValueError(f"fast must be True, False or None; got {fast!r}")
         self.nonfinite: NonFinitePolicy = nonfinite
+        self.fast = fast
         self.skipped_steps = 0
+        self._flat: FlatPath | None = None
         self._chains: dict[tuple[Any, ...], Transform] = {}
         super().__init__(params, defaults)
 
@@ -84,12 +115,22 @@ class ComposedOptimizer(Optimizer):
 
     def chain_for(self, group: Mapping[str, Any]) -> Transform:
         """The (cached) chain for ``group``."""
-        key = tuple(group[name] for name in self.structural_options)
+        key = self.structure_of(group)
         chain = self._chains.get(key)
         if chain is None:
             chain = self.build_chain(dict(zip(self.structural_options, key, strict=True)))
             self._chains[key] = chain
         return chain
+
+    def structure_of(self, group: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The values of :attr:`structural_options` in ``group``: what decides its chain."""
+        return tuple(group[name] for name in self.structural_options)
+
+    def fast_key(self, group: Mapping[str, Any]) -> Any:
+        """Identifies the group's chain across optimizer instances, to share its compiled
+        kernel: equal keys must mean equal chains. Default: the class and the structural
+        options; :class:`~dltricks.optim.ChainOptimizer` uses the user's Transform."""
+        return (type(self), self.structure_of(group))
 
     @staticmethod
     def group_hyper(group: Mapping[str, Any]) -> dict[str, Scalar]:
@@ -111,6 +152,10 @@ class ComposedOptimizer(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        flat = self._fast_path()
+        if flat is not None:
+            flat.step()
+            return loss
         work = self._collect()
         if self.nonfinite != "ignore" and not self._all_finite(work):
             if self.nonfinite == "raise":
@@ -120,6 +165,66 @@ class ComposedOptimizer(Optimizer):
         for group, params in work:
             self._step_group(group, params)
         return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset the gradients; on the fast path, zero the flat gradient buffers in place.
+
+        Parameters bound to a flat buffer keep ``p.grad`` as a zeroed slice of it (see the
+        class docstring for how ``set_to_none`` is honoured); every other parameter follows
+        ``torch.optim.Optimizer.zero_grad``.
+        """
+        flat = self._fast_path()
+        if flat is None:
+            super().zero_grad(set_to_none)
+            return
+        handled = flat.zero_grad(set_to_none)
+        for group in self.param_groups:
+            for p in group["params"]:
+                if id(p) in handled or p.grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    if p.grad.grad_fn is not None:
+                        p.grad.detach_()
+                    else:
+                        p.grad.requires_grad_(False)
+                    p.grad.zero_()
+
+    # -- fast path -----------------------------------------------------------------------
+
+    def _fast_mode(self) -> str | None:
+        """``"on"``, ``"auto"`` or None (eager), from ``fast`` and ``DLTRICKS_FAST``."""
+        env = os.environ.get("DLTRICKS_FAST", "")
+        if env not in ("", "0", "1", "auto"):
+            raise ValueError(f"DLTRICKS_FAST must be 0, 1 or auto; got {env!r}")
+        if env == "0" or self.fast is False or torch.compiler.is_compiling():
+            return None
+        return "on" if self.fast is True or env == "1" else "auto"
+
+    def _fast_path(self) -> FlatPath | None:
+        mode = self._fast_mode()
+        if mode is None:
+            if self._flat is not None:
+                self._flat.detach()
+                self._flat = None
+            return None
+        min_numel = 2 if mode == "on" else MIN_FAST_NUMEL
+        if self._flat is None or self._flat.min_numel != min_numel:
+            if self._flat is not None:
+                self._flat.detach()
+            self._flat = FlatPath(self, min_numel=min_numel)
+        return self._flat
+
+    def eager_step_group(self, group: dict[str, Any], params: list[Tensor]) -> None:
+        """The eager update of ``params`` of ``group`` (the fast path's fallback)."""
+        self._step_group(group, params)
+
+    def reject_nonfinite(self, work: list[tuple[dict[str, Any], list[Tensor]]]) -> None:
+        """Apply the non-finite policy to a step found to hold a non-finite gradient."""
+        if self.nonfinite == "raise":
+            raise NonFiniteGradientError(self._describe_nonfinite(work))
+        self.skipped_steps += 1
 
     # -- internals -----------------------------------------------------------------------
 

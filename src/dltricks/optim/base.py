@@ -29,6 +29,7 @@ pass numbers instead of names (see :data:`Hyperparameter`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -110,3 +111,24 @@ def select(condition: bool | Tensor, if_true: Tensor, if_false: Tensor) -> Tenso
     if isinstance(condition, Tensor):
         return torch.where(condition, if_true, if_false)
     return if_true if condition else if_false
+
+
+def power(base: Scalar, exponent: Scalar) -> Scalar:
+    """``base ** exponent`` for hyperparameter scalars (``beta ** t`` of a bias correction).
+
+    On the eager path both are Python numbers and this is ``base ** exponent``. On the compiled
+    path they are 0-dim tensors, and it is written ``exp(exponent * log(base))``: inductor
+    computes a scalar that contains ``exp`` once per step, in its own tiny kernel, whereas it
+    inlines ``pow`` into every iteration of the fused loop over the parameters (measured:
+    Adam 3x slower at 100K parameters on CPU). The two forms agree to a few ulp in float64.
+    ``base = 0`` gives 0 for a positive exponent, as ``**`` does.
+    """
+    if not isinstance(base, Tensor) and not isinstance(exponent, Tensor):
+        return float(base) ** float(exponent)
+    if isinstance(base, Tensor):
+        log_base: Scalar = torch.log(base)
+    else:
+        log_base = math.log(base) if base > 0 else -math.inf
+    scaled = exponent * log_base
+    assert isinstance(scaled, Tensor)
+    return torch.exp(scaled)

@@ -35,6 +35,7 @@ class ChainOptimizer(ComposedOptimizer):
         transform: Transform,
         *,
         nonfinite: NonFinitePolicy = "raise",
+        fast: bool | None = None,
         **hyperparameters: Any,
     ) -> None:
         if not isinstance(transform, Transform):
@@ -42,11 +43,15 @@ class ChainOptimizer(ComposedOptimizer):
                 f"transform must be a dltricks.optim.Transform, got {type(transform).__name__}"
             )
         self.transform = transform
-        super().__init__(params, dict(hyperparameters), nonfinite=nonfinite)
+        super().__init__(params, dict(hyperparameters), nonfinite=nonfinite, fast=fast)
 
     def validate_group(self, group: Mapping[str, Any]) -> None:
         if "lr" in group:
             check_non_negative("lr", group["lr"])
 
     def build_chain(self, options: Mapping[str, Any]) -> Transform:
+        return self.transform
+
+    def fast_key(self, group: Mapping[str, Any]) -> Any:
+        # The user's Transform itself: optimizers built from one chain share its kernel.
         return self.transform

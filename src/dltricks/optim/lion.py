@@ -42,6 +42,7 @@ class Lion(ComposedOptimizer):
         *,
         maximize: bool = False,
         nonfinite: NonFinitePolicy = "raise",
+        fast: bool | None = None,
     ) -> None:
         defaults = {
             "lr": lr,
@@ -49,7 +50,7 @@ class Lion(ComposedOptimizer):
             "weight_decay": weight_decay,
             "maximize": maximize,
         }
-        super().__init__(params, defaults, nonfinite=nonfinite)
+        super().__init__(params, defaults, nonfinite=nonfinite, fast=fast)
 
     def validate_group(self, group: Mapping[str, Any]) -> None:
         check_non_negative("lr", group["lr"])

@@ -54,6 +54,7 @@ class NAdam(ComposedOptimizer):
         foreach: bool | None = None,
         maximize: bool = False,
         nonfinite: NonFinitePolicy = "raise",
+        fast: bool | None = None,
     ) -> None:
         defaults = {
             "lr": lr,
@@ -64,7 +65,7 @@ class NAdam(ComposedOptimizer):
             "decoupled_weight_decay": decoupled_weight_decay,
             "maximize": maximize,
         }
-        super().__init__(params, defaults, nonfinite=nonfinite)
+        super().__init__(params, defaults, nonfinite=nonfinite, fast=fast)
 
     def validate_group(self, group: Mapping[str, Any]) -> None:
         check_non_negative("lr", group["lr"])

@@ -55,6 +55,7 @@ class RMSprop(ComposedOptimizer):
         maximize: bool = False,
         *,
         nonfinite: NonFinitePolicy = "raise",
+        fast: bool | None = None,
     ) -> None:
         defaults = {
             "lr": lr,
@@ -65,7 +66,7 @@ class RMSprop(ComposedOptimizer):
             "centered": centered,
             "maximize": maximize,
         }
-        super().__init__(params, defaults, nonfinite=nonfinite)
+        super().__init__(params, defaults, nonfinite=nonfinite, fast=fast)
 
     def validate_group(self, group: Mapping[str, Any]) -> None:
         for name in ("lr", "eps", "weight_decay", "momentum"):
@@ -74,8 +75,8 @@ class RMSprop(ComposedOptimizer):
         check_flag("centered", group["centered"])
         check_flag("maximize", group["maximize"])
 
-    def chain_for(self, group: Mapping[str, Any]) -> Transform:
-        return super().chain_for({**group, "momentum_on": group["momentum"] > 0})
+    def structure_of(self, group: Mapping[str, Any]) -> tuple[Any, ...]:
+        return super().structure_of({**group, "momentum_on": group["momentum"] > 0})
 
     def build_chain(self, options: Mapping[str, Any]) -> Transform:
         second = (

@@ -42,6 +42,7 @@ class SGD(ComposedOptimizer):
         foreach: bool | None = None,
         fused: bool | None = None,
         nonfinite: NonFinitePolicy = "raise",
+        fast: bool | None = None,
     ) -> None:
         defaults = {
             "lr": lr,
@@ -51,7 +52,7 @@ class SGD(ComposedOptimizer):
             "nesterov": nesterov,
             "maximize": maximize,
         }
-        super().__init__(params, defaults, nonfinite=nonfinite)
+        super().__init__(params, defaults, nonfinite=nonfinite, fast=fast)
 
     def validate_group(self, group: Mapping[str, Any]) -> None:
         check_non_negative("lr", group["lr"])
@@ -66,8 +67,8 @@ class SGD(ComposedOptimizer):
                 f"momentum={group['momentum']}, dampening={group['dampening']}"
             )
 
-    def chain_for(self, group: Mapping[str, Any]) -> Transform:
-        return super().chain_for({**group, "momentum_on": group["momentum"] != 0})
+    def structure_of(self, group: Mapping[str, Any]) -> tuple[Any, ...]:
+        return super().structure_of({**group, "momentum_on": group["momentum"] != 0})
 
     def build_chain(self, options: Mapping[str, Any]) -> Transform:
         blocks = [negate()] if options["maximize"] else []
@@ -102,6 +103,7 @@ class Momentum(SGD):
         *,
         maximize: bool = False,
         nonfinite: NonFinitePolicy = "raise",
+        fast: bool | None = None,
     ) -> None:
         super().__init__(
             params,
@@ -112,4 +114,5 @@ class Momentum(SGD):
             nesterov=nesterov,
             maximize=maximize,
             nonfinite=nonfinite,
+            fast=fast,
         )

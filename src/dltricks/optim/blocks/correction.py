@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from dltricks.optim.base import Hyper, Hyperparameter, Transform, resolve, stateless
+from dltricks.optim.base import Hyper, Hyperparameter, Transform, power, resolve, stateless
 
 
 def bias_correction(decay: Hyperparameter = "beta1") -> Transform:
@@ -22,6 +22,6 @@ def bias_correction(decay: Hyperparameter = "beta1") -> Transform:
 
     def update(u: Tensor, param: Tensor, hyper: Hyper) -> Tensor:
         beta = resolve(decay, hyper)
-        return u / (1 - beta ** hyper["step"])
+        return u / (1 - power(beta, hyper["step"]))
 
     return stateless(f"bias_correction({decay})", update)

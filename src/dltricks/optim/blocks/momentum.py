@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
-from dltricks.optim.base import Hyper, Hyperparameter, State, Transform, resolve, select
+from dltricks.optim.base import Hyper, Hyperparameter, State, Transform, power, resolve, select
 from dltricks.optim.combine import zeros_like_state
 
 
@@ -110,8 +110,8 @@ def nesterov_first_moment(
         b1 = resolve(beta1, hyper)
         psi = resolve(momentum_decay, hyper)
         t = hyper["step"]
-        mu = b1 * (1.0 - 0.5 * 0.96 ** (t * psi))
-        mu_next = b1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * psi))
+        mu = b1 * (1.0 - 0.5 * power(0.96, t * psi))
+        mu_next = b1 * (1.0 - 0.5 * power(0.96, (t + 1) * psi))
         product = state[product_key] * mu
         m = state[key] + (1 - b1) * (u - state[key])
         out = u * ((1.0 - mu) / (1.0 - product)) + m * (mu_next / (1.0 - product * mu_next))

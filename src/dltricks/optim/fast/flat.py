@@ -1,0 +1,317 @@
+"""Flat buffers: a group's parameters, gradients and state side by side in memory.
+
+A :class:`Bucket` holds the parameters of one param group that share a dtype and a device.
+It owns one contiguous buffer for the parameters, one for the gradients, one per elementwise
+state entry and one vector per scalar state entry, and rebinds everything the user sees to
+slices of them:
+
+* ``p.data`` becomes a slice of the parameter buffer (the Parameter object is unchanged, so the
+  model, its ``state_dict`` and autograd keep working);
+* ``p.grad`` becomes a slice of the gradient buffer once bound, and autograd then accumulates
+  into it in place (``AccumulateGrad`` adds into an existing ``.grad``), so a step reads the
+  gradients where backward left them, without a copy;
+* ``optimizer.state[p]["exp_avg"]`` and friends are slices of the state buffers, so state
+  reads, ``state_dict`` and in-place edits behave as with ``torch.optim``.
+
+Slices are made with ``Tensor.set_`` on the buffer's storage rather than by indexing: each has
+its own version counter and no autograd view link to the buffer.
+
+Which parameters have a gradient at a step is tracked as ``torch.optim`` would see it: after
+``zero_grad(set_to_none=True)`` the gradient slices are zeroed and marked *absent*; autograd's
+post-accumulate-grad hook marks a slice *present* when backward writes into it; a gradient the
+user assigns (a new tensor, or after ``model.zero_grad()``) is copied into the slice at the next
+step; ``p.grad = None`` means absent. Absent parameters are not updated and their state does
+not advance, exactly as on the eager path.
+
+Parameters that have taken different numbers of steps (one was absent at some step) cannot
+share a kernel call, since ``t`` is one scalar per call. Each parameter carries a *history
+label*: parameters updated together at every step share it, and so share ``t`` and every scalar
+state (NAdam's ``mu_product``). A step runs the kernel once per maximal *run* of adjacent
+parameters that are present and share a label: normally one run, the whole bucket.
+"""
+
+from __future__ import annotations
+
+import itertools
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from dltricks.optim.base import Scalar, State, Transform
+from dltricks.optim.fast.kernel import FusedUpdate
+
+ALIGN = 16
+"""Every parameter's slice starts at a multiple of 16 elements (64 bytes in float32): vector
+loads stay aligned, and a run can start at any parameter without a misaligned-input copy."""
+
+_labels = itertools.count(1)
+
+
+def alias(buffer: Tensor, offset: int, shape: torch.Size | tuple[int, ...]) -> Tensor:
+    """A contiguous tensor of ``shape`` over ``buffer[offset:]``, sharing its storage."""
+    strides: list[int] = []
+    running = 1
+    for size in reversed(shape):
+        strides.append(running)
+        running *= size
+    out = buffer.new_empty(0)
+    return out.set_(
+        buffer.untyped_storage(), buffer.storage_offset() + offset, shape, tuple(reversed(strides))
+    )
+
+
+class _MarkPresent:
+    """Post-accumulate-grad hook: backward wrote this parameter's gradient."""
+
+    def __init__(self, bucket: Bucket, index: int) -> None:
+        self.bucket = weakref.ref(bucket)
+        self.index = index
+
+    def __call__(self, param: Tensor) -> None:
+        bucket = self.bucket()
+        if bucket is not None:
+            bucket.present[self.index] = True
+
+
+class Bucket:
+    """Parameters of one group with one dtype and device, bound to flat buffers."""
+
+    def __init__(
+        self,
+        params: list[Tensor],
+        state: dict[Any, Any],
+        transform: Transform,
+        fused: FusedUpdate,
+        hyper: Mapping[str, Scalar],
+    ) -> None:
+        self.params = params
+        self.owner_state = state
+        self.transform = transform
+        self.fused = fused
+        layout = fused.layout
+        dtype, device = params[0].dtype, params[0].device
+        self.offsets: list[int] = []
+        self.numels = [p.numel() for p in params]
+        total = 0
+        for n in self.numels:
+            self.offsets.append(total)
+            total += -(-n // ALIGN) * ALIGN
+        self.numel = total
+        self.param_buf = torch.zeros(total, dtype=dtype, device=device)
+        self.grad_buf = torch.zeros(total, dtype=dtype, device=device)
+        self.state_bufs = {
+            k: torch.zeros(total, dtype=dtype, device=device) for k in layout.tensor_keys
+        }
+        self.scalar_bufs: dict[str, Tensor] = {}
+        # torch.optim keeps ``step`` as a float32 CPU tensor per parameter (eager does too).
+        self.step_buf = torch.zeros(len(params), dtype=torch.float32)
+        self.steps: list[int] = []
+        self.labels: list[int] = []
+        self.present: list[bool] = []
+        self.exposed: list[bool] = []
+        self.param_alias: list[Tensor] = []
+        self.grad_alias: list[Tensor] = []
+        self.state_alias: list[State] = []
+        self.state_dicts: list[dict[str, Any]] = []
+        self.ptrs: list[int] = []
+        self._hooks: list[Any] = []
+        interned: dict[tuple[Any, ...], int] = {}
+        for i, p in enumerate(params):
+            self._bind(i, p, state, hyper, interned)
+        self._finalizer = weakref.finalize(self, _remove_hooks, self._hooks)
+
+    def _bind(
+        self,
+        i: int,
+        p: Tensor,
+        state: dict[Any, Any],
+        hyper: Mapping[str, Scalar],
+        interned: dict[tuple[Any, ...], int],
+    ) -> None:
+        layout = self.fused.layout
+        offset = self.offsets[i]
+        pa = alias(self.param_buf, offset, p.shape)
+        pa.copy_(p.detach())
+        ga = alias(self.grad_buf, offset, p.shape)
+        old = state.get(p)
+        if old:
+            missing = [
+                k for k in (*layout.tensor_keys, *layout.scalar_keys, "step") if k not in old
+            ]
+            if missing:
+                raise ValueError(
+                    f"optimizer state of a parameter of shape {tuple(p.shape)} lacks "
+                    f"{', '.join(missing)}: it does not belong to this optimizer"
+                )
+            source: Mapping[str, Any] = old
+            step = int(float(old["step"]))
+        else:
+            source = self.transform.init(pa, {**hyper, "step": 1.0})
+            step = 0
+        entries: State = {}
+        for key in layout.tensor_keys:
+            view = alias(self.state_bufs[key], offset, p.shape)
+            view.copy_(source[key])
+            entries[key] = view
+        for key in layout.scalar_keys:
+            value = torch.as_tensor(source[key])
+            if key not in self.scalar_bufs:
+                self.scalar_bufs[key] = torch.zeros(
+                    len(self.params), dtype=value.dtype, device=value.device
+                )
+            vector = self.scalar_bufs[key]
+            vector[i] = value.to(vector.device)
+            entries[key] = alias(vector, i, ())
+        self.step_buf[i] = float(step)
+        entries["step"] = alias(self.step_buf, i, ())
+        # Parameters with the same step and scalar state start with one label.
+        scalars = tuple(float(entries[k]) for k in layout.scalar_keys)
+        self.labels.append(interned.setdefault((step, scalars), next(_labels)))
+        self.steps.append(step)
+        if p.grad is not None:
+            ga.copy_(p.grad)
+        with torch.no_grad():
+            p.data = pa
+        if p.grad is not None:
+            p.grad = ga
+        self.present.append(p.grad is not None)
+        self.param_alias.append(pa)
+        self.grad_alias.append(ga)
+        self.state_alias.append(entries)
+        self.ptrs.append(pa.data_ptr())
+        st = state[p]
+        self.exposed.append(bool(old))
+        if old:
+            st.update(entries)
+        self.state_dicts.append(st)
+        self._hooks.append(p.register_post_accumulate_grad_hook(_MarkPresent(self, i)))
+
+    # -- checks ------------------------------------------------------------------------
+
+    def is_bound(self, state: dict[Any, Any]) -> bool:
+        """Whether every parameter, gradient binding and state entry still points here.
+
+        False after ``load_state_dict`` (new state tensors), a move of the model
+        (``p.data`` replaced) or an assignment into ``optimizer.state[p]``: the caller
+        rebuilds the bucket from what the user now sees.
+        """
+        if state is not self.owner_state:
+            return False
+        for i, p in enumerate(self.params):
+            if p.data_ptr() != self.ptrs[i]:
+                return False
+            st = state.get(p)
+            if self.exposed[i]:
+                if st is not self.state_dicts[i]:
+                    return False
+                for key, view in self.state_alias[i].items():
+                    if st.get(key) is not view:
+                        return False
+            elif st:
+                return False
+        return True
+
+    def release(self) -> None:
+        """Remove the autograd hooks (the bucket is being replaced)."""
+        self._finalizer()
+
+    # -- gradients -----------------------------------------------------------------------
+
+    def zero_grad(self, set_to_none: bool) -> None:
+        """Zero the gradient buffer in place and bind every ``p.grad`` to its slice.
+
+        ``set_to_none=True`` cannot set ``p.grad`` to None without losing the in-place
+        accumulation, so it keeps the zeroed slices and marks them absent: a parameter that
+        backward does not reach is skipped by the next step, as torch would skip it.
+        """
+        self.grad_buf.zero_()
+        for i, p in enumerate(self.params):
+            if p.grad is not self.grad_alias[i]:
+                p.grad = self.grad_alias[i]
+            self.present[i] = not set_to_none
+
+    def gather_grads(self) -> list[bool]:
+        """Which parameters have a gradient now; copies user-assigned gradients in."""
+        present = []
+        for i, p in enumerate(self.params):
+            g = p.grad
+            if g is None:
+                present.append(False)
+                continue
+            if g is not self.grad_alias[i]:
+                if g.is_sparse:
+                    raise ValueError("sparse gradients are not supported by dltricks optimizers")
+                self.grad_alias[i].copy_(g)
+                p.grad = self.grad_alias[i]
+                self.present[i] = True
+            present.append(self.present[i])
+        return present
+
+    def runs(self, present: list[bool]) -> list[tuple[int, int]]:
+        """Maximal ranges ``[a, b)`` of adjacent present parameters sharing a label."""
+        out: list[tuple[int, int]] = []
+        start = None
+        for i, here in enumerate(present):
+            if start is not None and (not here or self.labels[i] != self.labels[start]):
+                out.append((start, i))
+                start = None
+            if here and start is None:
+                start = i
+        if start is not None:
+            out.append((start, len(present)))
+        return out
+
+    def span(self, a: int, b: int) -> tuple[int, int]:
+        """The element range ``[lo, hi)`` of parameters ``a..b-1`` in the flat buffers."""
+        return self.offsets[a], self.offsets[b - 1] + self.numels[b - 1]
+
+    # -- the step ------------------------------------------------------------------------
+
+    def run_fused(self, a: int, b: int, hyper_tensors: Callable[[int], list[Tensor]]) -> None:
+        """One kernel call over parameters ``a..b-1`` (same label, hence same ``t``)."""
+        lo, hi = self.span(a, b)
+        layout = self.fused.layout
+        t = self.steps[a] + 1
+        args = [self.param_buf[lo:hi], self.grad_buf[lo:hi]]
+        args += [self.state_bufs[k][lo:hi] for k in layout.tensor_keys]
+        args += [self.scalar_bufs[k][a] for k in layout.scalar_keys]
+        args += hyper_tensors(t)
+        outs = self.fused(*args)
+        for key, value in zip(layout.scalar_keys, outs, strict=True):
+            self.scalar_bufs[key][a:b].copy_(value)
+        self.step_buf[a:b].add_(1.0)
+        self._advance(range(a, b), t)
+
+    def run_eager(self, i: int, hyper: Mapping[str, Scalar]) -> None:
+        """The eager update of parameter ``i``, written into its slices."""
+        t = self.steps[i] + 1
+        entries = self.state_alias[i]
+        update, changed = self.transform.update(
+            self.grad_alias[i], entries, self.param_alias[i], {**hyper, "step": float(t)}
+        )
+        self.param_alias[i].add_(update)
+        for key, value in changed.items():
+            entries[key].copy_(value)
+        entries["step"].add_(1.0)
+        self._advance(range(i, i + 1), t)
+        # Eager and compiled rounding may differ in the last bit: a fresh label keeps this
+        # parameter out of runs whose scalar state it might not match exactly.
+        self.labels[i] = next(_labels)
+
+    def _advance(self, indices: range, t: int) -> None:
+        fresh: dict[int, int] = {}
+        for i in indices:
+            self.steps[i] = t
+            self.labels[i] = fresh.setdefault(self.labels[i], next(_labels))
+            if not self.exposed[i]:
+                self.state_dicts[i].update(self.state_alias[i])
+                self.exposed[i] = True
+
+
+def _remove_hooks(hooks: list[Any]) -> None:
+    for handle in hooks:
+        handle.remove()
+    hooks.clear()

@@ -1,0 +1,215 @@
+"""One compiled kernel per chain: the whole update over flat buffers, in place.
+
+A chain's ``update`` is a pure, elementwise function of ``(g, state, theta, hyper)``. Run over
+one contiguous buffer per tensor (all parameters of a group side by side) and compiled with
+``torch.compile``, the chain becomes one loop that reads ``theta, g`` and every state entry
+once and writes ``theta`` and the changed state in place: one pass over memory, which is what
+an optimizer step costs at best.
+
+What makes the compiled artefact reusable:
+
+* hyperparameters (and the step count ``t``) enter as 0-dim float64 tensors, so a scheduler
+  changing ``lr`` or ``t`` growing never recompiles, and their float64 arithmetic matches the
+  eager path's Python floats;
+* the buffer length is symbolic (``dynamic=True``), so one kernel serves every group, every
+  model size and every slice of a buffer (lengths 0 and 1 are specialised by dynamo: callers
+  run such slices eagerly);
+* every chain gets a function with its own code object: dynamo keeps its cache per code object,
+  and closures of one ``def`` would share one cache and hit its recompile limit after eight
+  chains in a process.
+
+Before compiling, :func:`analyse` runs the chain eagerly on a small probe to learn its
+*layout*: which state entries are elementwise (shaped like the parameter) and which are
+per-parameter scalars (NAdam's ``mu_product``), which hyperparameters ``update`` reads, and
+whether the update is really elementwise (a block that reads a norm of the parameter cannot be
+run over a concatenation of parameters; such chains stay on the eager path).
+"""
+
+from __future__ import annotations
+
+import itertools
+import types
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from dltricks.optim.base import Hyper, Scalar, State, Transform
+
+_names = itertools.count()
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a chain's state and hyperparameters map onto a fused kernel's arguments.
+
+    Attributes:
+        tensor_keys: state entries shaped like the parameter (one flat buffer each).
+        scalar_keys: 0-dim state entries (one value per parameter, shared within a run).
+        hyper_keys: hyperparameters that ``update`` reads, ``step`` included.
+    """
+
+    tensor_keys: tuple[str, ...]
+    scalar_keys: tuple[str, ...]
+    hyper_keys: tuple[str, ...]
+
+
+class _RecordingHyper(Mapping[str, Scalar]):
+    """A ``hyper`` mapping that remembers which names a chain reads, in order."""
+
+    def __init__(self, values: Mapping[str, Scalar]) -> None:
+        self.entries = dict(values)
+        self.read: list[str] = []
+
+    def __getitem__(self, key: str) -> Scalar:
+        value = self.entries[key]
+        if key not in self.read:
+            self.read.append(key)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+_PROBE_SIZE = 6
+
+
+def _probe_run(
+    transform: Transform, hyper: Mapping[str, Scalar], lo: int, hi: int | None
+) -> tuple[Tensor, State, list[Tensor], list[str]]:
+    """Two steps of ``transform`` on elements ``lo:hi`` of a fixed random probe, in float64."""
+    gen = torch.Generator().manual_seed(0)
+    param = torch.rand(_PROBE_SIZE, generator=gen, dtype=torch.float64)[lo:hi] + 0.5
+    grads = [torch.randn(_PROBE_SIZE, generator=gen, dtype=torch.float64)[lo:hi] for _ in range(2)]
+    state = transform.init(param.clone(), {**hyper, "step": 1.0})
+    updates = []
+    recorder = _RecordingHyper(hyper)
+    for t, g in enumerate(grads, start=1):
+        recorder.entries["step"] = float(t)
+        u, changed = transform.update(g, state, param, recorder)
+        if not set(changed) <= set(state):
+            raise _NotFusableError(
+                f"update returns state entries init does not create: {set(changed)}"
+            )
+        state = {**state, **changed}
+        param = param + u
+        updates.append(u)
+    return param, state, updates, recorder.read
+
+
+class _NotFusableError(Exception):
+    pass
+
+
+def analyse(transform: Transform, hyper: Mapping[str, Scalar]) -> Layout | str:
+    """The chain's :class:`Layout`, or the reason it cannot be fused.
+
+    Runs two eager steps on a 6-element float64 probe and on its two halves separately: an
+    elementwise chain gives the same numbers both ways. ``KeyError`` (a hyperparameter the
+    group does not set) propagates, as it would on the eager path.
+    """
+    try:
+        whole = _probe_run(transform, hyper, 0, _PROBE_SIZE)
+        half = _PROBE_SIZE // 2
+        parts = [_probe_run(transform, hyper, 0, half), _probe_run(transform, hyper, half, None)]
+    except _NotFusableError as reason:
+        return str(reason)
+    param, state, updates, read = whole
+    tensor_keys, scalar_keys = [], []
+    for key, value in state.items():
+        if value.shape == param.shape:
+            tensor_keys.append(key)
+        elif value.dim() == 0:
+            scalar_keys.append(key)
+        else:
+            return f"state entry {key!r} is neither shaped like the parameter nor a scalar"
+
+    def same(a: Tensor, b: Tensor) -> bool:
+        return bool(torch.allclose(a, b, rtol=1e-12, atol=1e-300, equal_nan=True))
+
+    joined = [torch.cat([a, b]) for a, b in zip(parts[0][2], parts[1][2], strict=True)]
+    consistent = same(param, torch.cat([parts[0][0], parts[1][0]])) and all(
+        same(u, v) for u, v in zip(updates, joined, strict=True)
+    )
+    for key in tensor_keys:
+        consistent &= same(state[key], torch.cat([parts[0][1][key], parts[1][1][key]]))
+    for key in scalar_keys:
+        consistent &= same(state[key], parts[0][1][key]) and same(state[key], parts[1][1][key])
+    if not consistent:
+        return "the update is not elementwise (it reads across elements of a parameter)"
+    return Layout(tuple(tensor_keys), tuple(scalar_keys), tuple(read))
+
+
+FusedFn = Callable[..., tuple[Tensor, ...]]
+
+
+def _fused_update_source(transform: Transform, layout: Layout) -> FusedFn:
+    tensor_keys, scalar_keys, hyper_keys = layout.tensor_keys, layout.scalar_keys, layout.hyper_keys
+    n_tensor, n_scalar = len(tensor_keys), len(scalar_keys)
+
+    def fused(param: Tensor, grad: Tensor, *args: Tensor) -> tuple[Tensor, ...]:
+        tensors = args[:n_tensor]
+        scalars = args[n_tensor : n_tensor + n_scalar]
+        hyper: Hyper = dict(zip(hyper_keys, args[n_tensor + n_scalar :], strict=True))
+        state = dict(zip(tensor_keys, tensors, strict=True))
+        state.update(zip(scalar_keys, scalars, strict=True))
+        update, changed = transform.update(grad, state, param, hyper)
+        param.add_(update)
+        for key, buffer in zip(tensor_keys, tensors, strict=True):
+            if key in changed:
+                buffer.copy_(changed[key])
+        # Scalars come back as outputs: the caller writes them to every parameter of the run.
+        return tuple(changed.get(key, state[key]) for key in scalar_keys)
+
+    # A fresh code object gives this chain its own dynamo cache (see the module docstring).
+    name = f"dltricks_fused_update_{next(_names)}"
+    code = fused.__code__.replace(co_name=name)
+    return types.FunctionType(code, fused.__globals__, name, None, fused.__closure__)
+
+
+class FusedUpdate:
+    """A chain's update compiled over flat buffers; one instance serves every optimizer.
+
+    ``__call__(param, grad, *tensor_state, *scalar_state, *hyper)`` writes ``param`` and the
+    tensor state in place and returns the new scalar state. The first call compiles (seconds);
+    if compilation fails, :attr:`failure` says why and the caller falls back to eager.
+    """
+
+    def __init__(self, transform: Transform, layout: Layout) -> None:
+        self.layout = layout
+        self.failure: str | None = None
+        self._fn: Any = torch.compile(
+            _fused_update_source(transform, layout), dynamic=True, fullgraph=True
+        )
+
+    def __call__(self, *args: Tensor) -> tuple[Tensor, ...]:
+        try:
+            return self._fn(*args)  # type: ignore[no-any-return]
+        except Exception as error:  # a missing compiler, an untraceable user block...
+            self.failure = f"{type(error).__name__}: {error}"
+            raise
+
+
+_CACHE: dict[Any, FusedUpdate | str] = {}
+
+
+def fused_update_for(
+    key: Any, transform: Transform, hyper: Mapping[str, Scalar]
+) -> FusedUpdate | str:
+    """The (process-wide cached) fused update of ``transform``, or why it cannot be fused.
+
+    ``key`` identifies the chain across optimizer instances: equal keys must mean equal chains
+    (the adapter uses the optimizer class and its structural options, or a user's Transform
+    object itself).
+    """
+    cached = _CACHE.get(key)
+    if cached is None:
+        layout = analyse(transform, hyper)
+        cached = FusedUpdate(transform, layout) if isinstance(layout, Layout) else layout
+        _CACHE[key] = cached
+    return cached

@@ -1,0 +1,271 @@
+"""The fast path of one optimizer: its groups laid out in buckets, stepped by fused kernels."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from dltricks.optim.base import Scalar
+from dltricks.optim.fast.flat import Bucket
+from dltricks.optim.fast.kernel import FusedUpdate, fused_update_for
+
+if TYPE_CHECKING:
+    from dltricks.optim.adapter import ComposedOptimizer
+
+FAST_DTYPES = (torch.float32, torch.float64)
+"""Dtypes the fast path takes. Inductor computes float16/bfloat16 in float32 and rounds once,
+where the eager path rounds after every operation: the paths would disagree, so those stay
+eager."""
+
+FAST_DEVICES = ("cpu", "cuda")
+
+MIN_FAST_NUMEL = 1 << 15
+"""In automatic mode (``fast=None``), buckets smaller than this stay eager: compiling costs
+seconds (about one with a warm on-disk cache) and saves tens of microseconds per step, which
+a small model repays only over very many steps. ``fast=True`` or ``DLTRICKS_FAST=1`` lifts it."""
+
+
+@dataclass
+class _GroupPlan:
+    group: dict[str, Any]
+    param_ids: tuple[int, ...]
+    chain_key: Any
+    buckets: list[Bucket]
+    eager: list[Tensor]
+
+
+@dataclass
+class _Work:
+    bucket: Bucket
+    start: int
+    stop: int
+    hyper: dict[str, Scalar]
+    hyper_tensors: Callable[[int], list[Tensor]]
+
+
+class FlatPath:
+    """Buckets, grad bindings and fused kernel calls for one :class:`ComposedOptimizer`."""
+
+    def __init__(self, optimizer: ComposedOptimizer, *, min_numel: int) -> None:
+        self.optimizer = optimizer
+        self.min_numel = min_numel
+        self.plans: list[_GroupPlan | None] = []
+        self._hyper: dict[tuple[torch.device, str], tuple[Tensor, float]] = {}
+        self._warned: set[Any] = set()
+
+    # -- planning ------------------------------------------------------------------------
+
+    def _plan(self, index: int, group: dict[str, Any]) -> _GroupPlan:
+        opt = self.optimizer
+        while len(self.plans) <= index:
+            self.plans.append(None)
+        plan = self.plans[index]
+        key = opt.fast_key(group)
+        if (
+            plan is not None
+            and plan.group is group
+            and plan.chain_key == key
+            and plan.param_ids == tuple(id(p) for p in group["params"])
+            and all(bucket.is_bound(opt.state) for bucket in plan.buckets)
+        ):
+            return plan
+        previous = plan
+        plan = self._build(group, key, previous)
+        if previous is not None:
+            for bucket in previous.buckets:
+                bucket.release()
+        self.plans[index] = plan
+        return plan
+
+    def _build(self, group: dict[str, Any], key: Any, previous: _GroupPlan | None) -> _GroupPlan:
+        opt = self.optimizer
+        params: list[Tensor] = list(group["params"])
+        ids = tuple(id(p) for p in params)
+        chain = opt.chain_for(group)
+        hyper = opt.group_hyper(group)
+        fused = fused_update_for(key, chain, hyper)
+        if isinstance(fused, str) or fused.failure is not None:
+            self._warn_once(key, fused if isinstance(fused, str) else fused.failure)
+            return _GroupPlan(group, ids, key, [], params)
+        ours = {id(p) for b in previous.buckets for p in b.params} if previous else set()
+        partitions: dict[tuple[torch.dtype, torch.device], list[Tensor]] = {}
+        eager: list[Tensor] = []
+        for p in params:
+            if self._eligible(p, id(p) in ours):
+                partitions.setdefault((p.dtype, p.device), []).append(p)
+            else:
+                eager.append(p)
+        buckets = []
+        for members in partitions.values():
+            if sum(p.numel() for p in members) < self.min_numel:
+                eager.extend(members)
+            else:
+                buckets.append(Bucket(members, opt.state, chain, fused, hyper))
+        # Keep the group's order for the eager leftovers (it decides nothing but reads well).
+        order = {id(p): i for i, p in enumerate(params)}
+        eager.sort(key=lambda p: order[id(p)])
+        return _GroupPlan(group, ids, key, buckets, eager)
+
+    @staticmethod
+    def _eligible(p: Tensor, ours: bool) -> bool:
+        if p.dtype not in FAST_DTYPES or p.device.type not in FAST_DEVICES:
+            return False
+        if p.layout != torch.strided or not p.is_contiguous() or p.numel() == 0:
+            return False
+        if p.grad is not None and p.grad.is_sparse:
+            return False
+        # Rebinding p.data would silently untie a parameter that shares its storage with
+        # another tensor (a slice of a bigger buffer): only a parameter that owns its storage,
+        # or one already bound by this optimizer, is moved into a bucket.
+        owns = p.storage_offset() == 0 and p.untyped_storage().nbytes() == (
+            p.numel() * p.element_size()
+        )
+        return owns or ours
+
+    def _warn_once(self, key: Any, reason: str | None) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(
+                f"dltricks fast path unavailable for {type(self.optimizer).__name__} "
+                f"({reason}); using the eager path",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+
+    # -- hyperparameters as tensors ------------------------------------------------------
+
+    def _hyper_tensor(self, device: torch.device, name: str, value: float) -> Tensor:
+        cached = self._hyper.get((device, name))
+        if cached is None:
+            tensor = torch.tensor(value, dtype=torch.float64, device=device)
+            self._hyper[(device, name)] = (tensor, value)
+            return tensor
+        tensor, old = cached
+        if old != value:
+            tensor.fill_(value)
+            self._hyper[(device, name)] = (tensor, value)
+        return tensor
+
+    def _hyper_fn(
+        self, device: torch.device, fused: FusedUpdate, hyper: Mapping[str, Scalar]
+    ) -> Callable[[int], list[Tensor]]:
+        names = fused.layout.hyper_keys
+
+        def tensors(step: int) -> list[Tensor]:
+            out = []
+            for name in names:
+                if name == "step":
+                    value = float(step)
+                else:
+                    try:
+                        value = float(hyper[name])
+                    except KeyError:
+                        raise KeyError(
+                            f"hyperparameter {name!r} is not set for this step "
+                            f"(known: {', '.join(sorted(hyper))})"
+                        ) from None
+                out.append(self._hyper_tensor(device, name, value))
+            return out
+
+        return tensors
+
+    # -- the step ------------------------------------------------------------------------
+
+    def step(self) -> bool:
+        """Take one step; False when it was skipped for a non-finite gradient."""
+        opt = self.optimizer
+        work: list[_Work] = []
+        eager: list[tuple[dict[str, Any], list[Tensor]]] = []
+        for index, group in enumerate(opt.param_groups):
+            plan = self._plan(index, group)
+            hyper = opt.group_hyper(group)
+            for bucket in plan.buckets:
+                present = bucket.gather_grads()
+                runs = bucket.runs(present)
+                if runs:
+                    fn = self._hyper_fn(bucket.param_buf.device, bucket.fused, hyper)
+                    work += [_Work(bucket, a, b, hyper, fn) for a, b in runs]
+            leftovers = [p for p in plan.eager if p.grad is not None]
+            for p in leftovers:
+                if p.grad is not None and p.grad.is_sparse:
+                    raise ValueError("sparse gradients are not supported by dltricks optimizers")
+            if leftovers:
+                eager.append((group, leftovers))
+        if opt.nonfinite != "ignore" and not self._all_finite(work, eager):
+            opt.reject_nonfinite([(g, ps) for g, ps in eager] + self._as_groups(work))
+            return False
+        for item in work:
+            self._run(item)
+        for group, params in eager:
+            opt.eager_step_group(group, params)
+        return True
+
+    @staticmethod
+    def _as_groups(work: list[_Work]) -> list[tuple[dict[str, Any], list[Tensor]]]:
+        return [({}, item.bucket.params[item.start : item.stop]) for item in work]
+
+    @staticmethod
+    def _all_finite(work: list[_Work], eager: list[tuple[dict[str, Any], list[Tensor]]]) -> bool:
+        # A sum is finite when every element is, unless finite values overflow; a non-finite
+        # sum is confirmed elementwise, so the answer is exact. The sum reads the gradients
+        # once at streaming speed and allocates nothing of their size (isfinite would).
+        grads = [
+            item.bucket.grad_buf[slice(*item.bucket.span(item.start, item.stop))] for item in work
+        ]
+        grads += [p.grad for _, params in eager for p in params if p.grad is not None]
+        if not grads:
+            return True
+        sums = torch.stack([g.sum().to("cpu", torch.float64) for g in grads])
+        if bool(torch.isfinite(sums).all()):
+            return True
+        for g in grads:
+            if g.numel() == 0:
+                continue
+            low, high = torch.aminmax(g)
+            if not (bool(torch.isfinite(low)) and bool(torch.isfinite(high))):
+                return False
+        return True
+
+    def _run(self, item: _Work) -> None:
+        bucket, a, b = item.bucket, item.start, item.stop
+        lo, hi = bucket.span(a, b)
+        # Dynamo specialises lengths 0 and 1; a one-element run is not worth a kernel.
+        if hi - lo >= 2 and bucket.fused.failure is None:
+            try:
+                bucket.run_fused(a, b, item.hyper_tensors)
+                return
+            except Exception:
+                self._warn_once(("run", id(bucket.fused)), bucket.fused.failure)
+        for i in range(a, b):
+            bucket.run_eager(i, item.hyper)
+
+    # -- gradients and teardown ----------------------------------------------------------
+
+    def zero_grad(self, set_to_none: bool) -> set[int]:
+        """Zero the bound gradient buffers; returns the ids of the parameters handled."""
+        handled: set[int] = set()
+        for plan in self.plans:
+            if plan is None:
+                continue
+            for bucket in plan.buckets:
+                if bucket.is_bound(self.optimizer.state):
+                    bucket.zero_grad(set_to_none)
+                    handled.update(id(p) for p in bucket.params)
+        return handled
+
+    def detach(self) -> None:
+        """Leave the fast path: absent gradients become None again, hooks are removed."""
+        for plan in self.plans:
+            if plan is None:
+                continue
+            for bucket in plan.buckets:
+                for i, p in enumerate(bucket.params):
+                    if p.grad is bucket.grad_alias[i] and not bucket.present[i]:
+                        p.grad = None
+                bucket.release()
+        self.plans = []
