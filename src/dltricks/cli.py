@@ -152,8 +152,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if finding:
         print(finding)
     print(f"results: {outcome.results_path}")
-    for figure in outcome.results.get("figures", []):
-        print(f"figure:  {outcome.out_dir / figure}")
+    figures = outcome.results.get("figures", [])
+    if figures:
+        print(
+            f"figures: {len(figures)} in {outcome.out_dir}/ ({', '.join(figures[:3])}"
+            + (", ..." if len(figures) > 3 else "")
+            + ")"
+        )
     print(f"({outcome.seconds:.1f} s)")
     return 0
 

@@ -87,28 +87,40 @@ class RunContext:
         ``key`` identifies the unit (setting and seed) and is stored with the record; the
         record returned by ``compute`` is merged over it.
         """
+        record = self._cached(key, lambda: {**key, **compute()})
+        self.records.append(record)
+        self._advance(key)
+        return record
+
+    def unit_records(
+        self, key: dict[str, Any], compute: Callable[[], list[dict[str, Any]]]
+    ) -> list[dict[str, Any]]:
+        """Like :meth:`unit` for a unit that yields several records (e.g. one per optimizer)."""
+        records = self._cached(key, lambda: {"records": [{**key, **r} for r in compute()]})
+        self.records.extend(records["records"])
+        self._advance(key)
+        return list(records["records"])
+
+    def _advance(self, key: dict[str, Any]) -> None:
+        self.progress.advance(", ".join(f"{k}={v}" for k, v in key.items()))
+
+    def _cached(self, key: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> Any:
         path = self.units_dir / f"{config_hash(key)}.json"
-        record: dict[str, Any] | None = None
         if self.resume and path.exists():
             try:
                 stored = read_json(path)
                 if stored.get("key") == _jsonable(key):
-                    record = stored["record"]
+                    return stored["value"]
             except CorruptFileError as error:
                 # Keep the damaged file for inspection and recompute the unit.
                 aside = path.with_suffix(".corrupt")
                 shutil.move(path, aside)
                 self.notices.append(f"{error}; moved to {aside.name} and recomputed")
-        if record is None:
-            record = {**key, **compute()}
-            self.units_dir.mkdir(parents=True, exist_ok=True)
-            write_json(path, {"key": _jsonable(key), "record": record})
-            ckpt = self.checkpoints_dir / f"{config_hash(key)}.ckpt"
-            ckpt.unlink(missing_ok=True)
-        record = _jsonable(record)
-        self.records.append(record)
-        self.progress.advance(", ".join(f"{k}={v}" for k, v in key.items()))
-        return record
+        value = _jsonable(compute())
+        self.units_dir.mkdir(parents=True, exist_ok=True)
+        write_json(path, {"key": _jsonable(key), "value": value})
+        (self.checkpoints_dir / f"{config_hash(key)}.ckpt").unlink(missing_ok=True)
+        return value
 
 
 def _jsonable(value: Any) -> Any:

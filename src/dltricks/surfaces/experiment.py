@@ -29,7 +29,16 @@ from dltricks.surfaces.tuning import (
     default_optimizers,
 )
 
-__all__ = ["SURFACES_IN_EXPERIMENT", "THEORY_KAPPAS", "run_label", "run_surfaces_experiment"]
+__all__ = [
+    "SURFACES_IN_EXPERIMENT",
+    "THEORY_KAPPAS",
+    "compare_surface",
+    "escape_section",
+    "protocol_for",
+    "run_label",
+    "run_surfaces_experiment",
+    "theory_section",
+]
 
 SURFACES_IN_EXPERIMENT: tuple[str, ...] = (
     "quadratic",
@@ -87,6 +96,89 @@ def _escape_label(run: EscapeRun) -> str:
     return f"{run.optimizer} from ({run.start[0]:g}, {run.start[1]:g}): reached {m.reached}"
 
 
+def compare_surface(
+    name: str,
+    specs: Mapping[str, OptimizerSpec],
+    protocol: TuningProtocol,
+    out: Path,
+) -> tuple[list[dict[str, object]], dict[str, str]]:
+    """Tune every optimizer on surface ``name``; write its contour, loss and GIF figures.
+
+    Returns the records (one per optimizer) and the figures written, by key.
+    """
+    surface: Surface = quadratic(10.0) if name == "quadratic" else get_surface(name)
+    runs = compare_on_surface(surface, specs, protocol)
+    labelled = [LabelledTrajectory(run_label(run), run.trajectory) for run in runs]
+    x0, y0 = surface.start
+    caption = f"Start ({x0:.3g}, {y0:.3g}). "
+    if surface.min_value is None:
+        caption += (
+            f"No minimum exists, so nothing is tuned: every optimizer runs at lr "
+            f"{protocol.untuned_lr:g}; runs head to −∞ and 'diverged' means |x| or |y| "
+            "passed 1e6. "
+        )
+    caption += protocol.describe(specs)
+    figures = {
+        f"contour_{name}": str(
+            plot_contour(surface, labelled, out / f"contour_{name}.png", caption=caption)
+        ),
+        f"loss_{name}": str(
+            plot_loss_curves(surface, labelled, out / f"loss_{name}.png", caption=caption)
+        ),
+    }
+    short = [LabelledTrajectory(run_label(r, short=True), r.trajectory) for r in runs]
+    figures[f"gif_{name}"] = str(
+        animate_trajectories(surface, short, out / f"trajectories_{name}.gif")
+    )
+    return [run.record() for run in runs], figures
+
+
+def theory_section(
+    theory_kappas: Sequence[float], out: Path
+) -> tuple[list[dict[str, object]], dict[str, str]]:
+    """Goh's rate check on the quadratic for each kappa, and its figure."""
+    checks = check_rates(theory_kappas)
+    theory_caption = (
+        "Gradient descent at α = 2/(λ₁+λₙ) and heavy ball (SGD, momentum=β, lr=α) at "
+        "α = (2/(√λ₁+√λₙ))², β = ((√λₙ−√λ₁)/(√λₙ+√λ₁))², from (1, 1), float64. Measured "
+        "rate: geometric-mean contraction of the distance to the optimum over the second half "
+        "of the run, (d_T/d_{T/2})^(2/T), T chosen so that ρ^T ≈ 1e-200 (at most 3000 steps)."
+    )
+    figure = plot_theory(checks, out / "theory.png", caption=theory_caption)
+    return [c.record() for c in checks], {"theory": str(figure)}
+
+
+def escape_section(out: Path) -> tuple[list[dict[str, object]], dict[str, str]]:
+    """Gradient descent against momentum on the saddle and the double well, with figures."""
+    saddle_runs = saddle_demo()
+    well_runs = double_well_demo()
+    demo_caption = "Same lr (0.01) for both; the only difference is momentum 0.9 (torch SGD). "
+    figures: dict[str, str] = {}
+    for key, demo in (("escape_saddle", saddle_runs), ("escape_double_well", well_runs)):
+        surface = get_surface("saddle" if key == "escape_saddle" else "double_well")
+        labelled = [LabelledTrajectory(_escape_label(r), r.trajectory) for r in demo]
+        figures[key] = str(
+            plot_contour(
+                surface,
+                labelled,
+                out / f"{key}.png",
+                title=f"{surface.name} ({surface.formula}): gradient descent vs momentum",
+                caption=demo_caption
+                + (
+                    f"Leaving = distance from the saddle (0, 0) > {surface.saddle_radius:g}."
+                    if key == "escape_saddle"
+                    else "Reached = listed minimum within 0.05 of the final point."
+                ),
+            )
+        )
+    return [r.record() for r in (*saddle_runs, *well_runs)], figures
+
+
+def protocol_for(quick: bool) -> TuningProtocol:
+    """The tuning protocol of the quick or full experiment."""
+    return _protocol(quick)
+
+
 def run_surfaces_experiment(
     out_dir: str | Path,
     *,
@@ -112,65 +204,16 @@ def run_surfaces_experiment(
         else default_optimizers((0.9,) if quick else (0.5, 0.9, 0.99))
     )
     protocol = _protocol(quick)
-    protocol_text = protocol.describe(specs)
     figures: dict[str, str] = {}
     records: list[dict[str, object]] = []
-
     for name in surfaces:
-        surface: Surface = quadratic(10.0) if name == "quadratic" else get_surface(name)
-        runs = compare_on_surface(surface, specs, protocol)
-        records.extend(run.record() for run in runs)
-        labelled = [LabelledTrajectory(run_label(run), run.trajectory) for run in runs]
-        x0, y0 = surface.start
-        caption = f"Start ({x0:.3g}, {y0:.3g}). "
-        if surface.min_value is None:
-            caption += (
-                f"No minimum exists, so nothing is tuned: every optimizer runs at lr "
-                f"{protocol.untuned_lr:g}; runs head to −∞ and 'diverged' means |x| or |y| "
-                "passed 1e6. "
-            )
-        caption += protocol_text
-        figures[f"contour_{name}"] = str(
-            plot_contour(surface, labelled, out / f"contour_{name}.png", caption=caption)
-        )
-        figures[f"loss_{name}"] = str(
-            plot_loss_curves(surface, labelled, out / f"loss_{name}.png", caption=caption)
-        )
-        short = [LabelledTrajectory(run_label(r, short=True), r.trajectory) for r in runs]
-        figures[f"gif_{name}"] = str(
-            animate_trajectories(surface, short, out / f"trajectories_{name}.gif")
-        )
-
-    checks = check_rates(theory_kappas)
-    theory_caption = (
-        "Gradient descent at α = 2/(λ₁+λₙ) and heavy ball (torch SGD, momentum=β, lr=α) at "
-        "α = (2/(√λ₁+√λₙ))², β = ((√λₙ−√λ₁)/(√λₙ+√λ₁))², from (1, 1), float64. Measured "
-        "rate: geometric-mean contraction of the distance to the optimum over the second half "
-        "of the run, (d_T/d_{T/2})^(2/T), T chosen so that ρ^T ≈ 1e-200 (at most 3000 steps)."
-    )
-    figures["theory"] = str(plot_theory(checks, out / "theory.png", caption=theory_caption))
-
-    saddle_runs = saddle_demo()
-    well_runs = double_well_demo()
-    demo_caption = "Same lr (0.01) for both; the only difference is momentum 0.9 (torch SGD). "
-    for key, demo in (("escape_saddle", saddle_runs), ("escape_double_well", well_runs)):
-        surface = get_surface("saddle" if key == "escape_saddle" else "double_well")
-        labelled = [LabelledTrajectory(_escape_label(r), r.trajectory) for r in demo]
-        figures[key] = str(
-            plot_contour(
-                surface,
-                labelled,
-                out / f"{key}.png",
-                title=f"{surface.name} ({surface.formula}): gradient descent vs momentum",
-                caption=demo_caption
-                + (
-                    f"Leaving = distance from the saddle (0, 0) > {surface.saddle_radius:g}."
-                    if key == "escape_saddle"
-                    else "Reached = listed minimum within 0.05 of the final point."
-                ),
-            )
-        )
-
+        surface_records, surface_figures = compare_surface(name, specs, protocol, out)
+        records.extend(surface_records)
+        figures.update(surface_figures)
+    theory, theory_figures = theory_section(theory_kappas, out)
+    figures.update(theory_figures)
+    demonstrations, demo_figures = escape_section(out)
+    figures.update(demo_figures)
     return {
         "config": {
             "quick": quick,
@@ -185,9 +228,9 @@ def run_surfaces_experiment(
             "quadratic_kappa": 10.0,
             "theory_kappas": list(theory_kappas),
         },
-        "protocol": protocol_text,
+        "protocol": protocol.describe(specs),
         "records": records,
-        "theory": [c.record() for c in checks],
-        "demonstrations": [r.record() for r in (*saddle_runs, *well_runs)],
+        "theory": theory,
+        "demonstrations": demonstrations,
         "figures": figures,
     }

@@ -128,15 +128,16 @@ def run(ctx: RunContext) -> dict[str, Any]:
     cfg = ctx.config
     data = ctx.data(cfg["dataset"])
     ctx.progress.plan(len(cfg["activations"]) * len(cfg["depths"]) * len(ctx.seeds))
-    records = [
-        ctx.unit(
-            {"activation": activation, "depth": depth, "seed": seed},
-            lambda a=activation, d=depth, s=seed: _train_one(ctx, a, d, s),
-        )
-        for activation in cfg["activations"]
-        for depth in cfg["depths"]
-        for seed in ctx.seeds
-    ]
+    records = []
+    for activation in cfg["activations"]:
+        for depth in cfg["depths"]:
+            for seed in ctx.seeds:
+
+                def train(a: str = activation, d: int = depth, s: int = seed) -> dict[str, Any]:
+                    return _train_one(ctx, a, d, s)
+
+                key = {"activation": activation, "depth": depth, "seed": seed}
+                records.append(ctx.unit(key, train))
     chance = 1.0 / data.n_classes
     threshold = chance + CHANCE_MARGIN
     _plot(ctx, records, chance)
