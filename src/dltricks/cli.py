@@ -124,7 +124,7 @@ def _cmd_list() -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from dltricks.lab.progress import progress_bar
     from dltricks.lab.registry import get_experiment
-    from dltricks.lab.runner import run_experiment
+    from dltricks.lab.runner import resolve_device, run_config, run_experiment
 
     try:
         get_experiment(args.name)
@@ -132,6 +132,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     _check_out(args.out)
     overrides = dict(args.settings)
+    # Validate everything before anything is drawn or written.
+    resolve_device(args.device)
+    if args.data_dir is not None and not args.data_dir.is_dir():
+        raise UsageError(f"--data-dir {args.data_dir} is not a folder")
+    run_config(
+        args.name,
+        quick=args.quick,
+        seed=args.seed,
+        seeds=args.seeds,
+        data_dir=args.data_dir,
+        overrides=overrides,
+    )
     with progress_bar(enabled=not args.quiet, title=args.name) as bar:
         outcome = run_experiment(
             args.name,

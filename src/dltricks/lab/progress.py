@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dltricks.lab.context import ProgressSink, SilentProgress
@@ -36,5 +37,6 @@ def progress_bar(*, enabled: bool, title: str) -> Iterator[ProgressSink]:
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, transient=True) as progress:
+    # stderr: stdout carries the command's results.
+    with Progress(*columns, transient=True, console=Console(stderr=True)) as progress:
         yield RichProgress(progress, title)
