@@ -22,7 +22,6 @@ TOLERANCE = 1e-10
 
 # Configurations that change the chain, run on the fast path too (one compilation each).
 FAST_STRUCTURAL = {
-    ("SGD", "momentum=0.9-nesterov=True"),
     ("Adam", "amsgrad=True"),
     ("RMSprop", "alpha=0.9-centered=True-momentum=0.5"),
 }

@@ -102,6 +102,7 @@ class Bucket:
         self.numel = total
         self.param_buf = torch.zeros(total, dtype=dtype, device=device)
         self.grad_buf = torch.zeros(total, dtype=dtype, device=device)
+        # In layout order: run_fused passes the values positionally.
         self.state_bufs = {
             k: torch.zeros(total, dtype=dtype, device=device) for k in layout.tensor_keys
         }
@@ -192,22 +193,24 @@ class Bucket:
     # -- checks ------------------------------------------------------------------------
 
     def is_bound(self, state: dict[Any, Any]) -> bool:
-        """Whether every parameter, gradient binding and state entry still points here.
+        """Whether every parameter and state entry still points into this bucket.
 
-        False after ``load_state_dict`` (new state tensors), a move of the model
-        (``p.data`` replaced) or an assignment into ``optimizer.state[p]``: the caller
-        rebuilds the bucket from what the user now sees.
+        False after ``load_state_dict`` (a new ``optimizer.state``), a move of the model
+        (``p.data`` replaced) or an assignment of a new tensor into ``optimizer.state[p]``: the
+        caller then rebuilds the bucket from what the user now sees. Runs at every step, so it
+        touches only what it must (no hashing of parameters).
         """
         if state is not self.owner_state:
             return False
+        ptrs = self.ptrs
         for i, p in enumerate(self.params):
-            if p.data_ptr() != self.ptrs[i]:
+            if p.data_ptr() != ptrs[i]:
                 return False
-            st = state.get(p)
-            if self.exposed[i]:
-                if st is not self.state_dicts[i]:
-                    return False
-                for key, view in self.state_alias[i].items():
+        for st, entries, exposed in zip(
+            self.state_dicts, self.state_alias, self.exposed, strict=True
+        ):
+            if exposed:
+                for key, view in entries.items():
                     if st.get(key) is not view:
                         return False
             elif st:
@@ -272,17 +275,24 @@ class Bucket:
 
     def run_fused(self, a: int, b: int, hyper_tensors: Callable[[int], list[Tensor]]) -> None:
         """One kernel call over parameters ``a..b-1`` (same label, hence same ``t``)."""
-        lo, hi = self.span(a, b)
         layout = self.fused.layout
         t = self.steps[a] + 1
-        args = [self.param_buf[lo:hi], self.grad_buf[lo:hi]]
-        args += [self.state_bufs[k][lo:hi] for k in layout.tensor_keys]
+        whole = a == 0 and b == len(self.params)
+        if whole:
+            # The usual case: whole buffers, no slicing (a few microseconds per step).
+            args = [self.param_buf, self.grad_buf, *self.state_bufs.values()]
+            steps = self.step_buf
+        else:
+            lo, hi = self.span(a, b)
+            args = [self.param_buf[lo:hi], self.grad_buf[lo:hi]]
+            args += [self.state_bufs[k][lo:hi] for k in layout.tensor_keys]
+            steps = self.step_buf[a:b]
         args += [self.scalar_bufs[k][a] for k in layout.scalar_keys]
         args += hyper_tensors(t)
         outs = self.fused(*args)
         for key, value in zip(layout.scalar_keys, outs, strict=True):
             self.scalar_bufs[key][a:b].copy_(value)
-        self.step_buf[a:b].add_(1.0)
+        steps.add_(1.0)
         self._advance(range(a, b), t)
 
     def run_eager(self, i: int, hyper: Mapping[str, Scalar]) -> None:

@@ -147,6 +147,14 @@ def analyse(transform: Transform, hyper: Mapping[str, Scalar]) -> Layout | str:
 
 FusedFn = Callable[..., tuple[Tensor, ...]]
 
+_INDUCTOR_OPTIONS = {
+    # The wrapper's per-input size/stride/alignment asserts cost microseconds per call, which
+    # is most of a small model's step; the inputs are slices of buffers this package made.
+    "size_asserts": False,
+    "alignment_asserts": False,
+    "scalar_asserts": False,
+}
+
 
 def _fused_update_source(transform: Transform, layout: Layout) -> FusedFn:
     tensor_keys, scalar_keys, hyper_keys = layout.tensor_keys, layout.scalar_keys, layout.hyper_keys
@@ -184,7 +192,10 @@ class FusedUpdate:
         self.layout = layout
         self.failure: str | None = None
         self._fn: Any = torch.compile(
-            _fused_update_source(transform, layout), dynamic=True, fullgraph=True
+            _fused_update_source(transform, layout),
+            dynamic=True,
+            fullgraph=True,
+            options=dict(_INDUCTOR_OPTIONS),
         )
 
     def __call__(self, *args: Tensor) -> tuple[Tensor, ...]:

@@ -1,0 +1,385 @@
+"""Optimizer step time: dltricks (fast and eager paths) against torch.optim and pytorch-optimizer.
+
+For each size (parameters split evenly over a number of float32 CPU tensors), each optimizer is
+stepped in every mode, interleaved round by round, and the median step time is reported with:
+
+* the bandwidth bound: bytes moved per parameter (e.g. Adam reads p, g, m, v and writes p, m, v:
+  28 B) divided by the in-place streaming bandwidth ``a.add_(b)`` measured in the same run;
+* ratios against torch's fused mode (or its fastest mode where it has no fused one);
+* the first fast step (compilation, when the inductor cache is cold, plus laying out the flat
+  buffers) and the peak extra memory of a fast step after warm-up (growth of the process's
+  peak resident set, ``VmHWM``, reset through ``/proc/self/clear_refs``).
+
+Gradients are fixed random tensors (no backward), so only the optimizer step is timed.
+``nonfinite="ignore"`` skips the finite check, as torch does; the default policy ("raise")
+reads the gradients once more, and both are reported.
+
+Usage::
+
+    python benchmarks/optim_step.py                       # 100K, 1M and 50M; all optimizers
+    python benchmarks/optim_step.py --sizes 100k,1m --optimizers Adam,SGD --rounds 5
+
+Writes ``benchmarks/results/optim_step_cpu.md`` (or ``--out``) and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import dltricks.optim as ours
+
+SIZES = {"100k": (100_000, 10), "1m": (1_000_000, 50), "50m": (50_000_000, 200)}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One optimizer under test: how to build each mode, and the bytes it moves per parameter."""
+
+    name: str
+    ours: Callable[..., torch.optim.Optimizer]
+    torch_cls: Callable[..., torch.optim.Optimizer] | None
+    kwargs: dict[str, Any]
+    bytes_per_param: int
+    torch_fused: bool
+    third_party: str | None = None
+    torch_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+SPECS = [
+    Spec("SGD", ours.SGD, torch.optim.SGD, {"lr": 1e-3}, 12, True),
+    Spec(
+        "Momentum", ours.Momentum, torch.optim.SGD, {"lr": 1e-3}, 20, True, None, {"momentum": 0.9}
+    ),
+    Spec("Adagrad", ours.Adagrad, torch.optim.Adagrad, {"lr": 1e-3}, 20, True),
+    Spec("RMSprop", ours.RMSprop, torch.optim.RMSprop, {"lr": 1e-3}, 20, False),
+    Spec("Adam", ours.Adam, torch.optim.Adam, {"lr": 1e-3}, 28, True),
+    Spec("AdamW", ours.AdamW, torch.optim.AdamW, {"lr": 1e-3}, 28, True),
+    Spec("Adamax", ours.Adamax, torch.optim.Adamax, {"lr": 1e-3}, 28, False),
+    Spec("NAdam", ours.NAdam, torch.optim.NAdam, {"lr": 1e-3}, 28, False),
+    Spec("Adadelta", ours.Adadelta, torch.optim.Adadelta, {"lr": 1.0}, 28, False),
+    Spec("Lion", ours.Lion, None, {"lr": 1e-4}, 20, False, "Lion"),
+]
+
+
+def _third_party(name: str) -> Callable[..., torch.optim.Optimizer] | None:
+    try:
+        import pytorch_optimizer  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return getattr(pytorch_optimizer, name, None)  # type: ignore[no-any-return]
+
+
+def _params(numel: int, tensors: int, seed: int) -> list[torch.nn.Parameter]:
+    gen = torch.Generator().manual_seed(seed)
+    each = numel // tensors
+    params = []
+    for _ in range(tensors):
+        p = torch.nn.Parameter(torch.randn(each, generator=gen))
+        p.grad = torch.randn(each, generator=gen) * 1e-2
+        params.append(p)
+    return params
+
+
+def _rss_kib(field_name: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field_name + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _peak_extra_bytes(step: Callable[[], Any]) -> int | None:
+    """Growth of the peak resident set during ``step`` (Linux), in bytes."""
+    clear = Path("/proc/self/clear_refs")
+    if not clear.exists():
+        return None
+    gc.collect()
+    try:
+        clear.write_text("5")  # resets VmHWM to the current RSS
+    except OSError:
+        return None
+    before = _rss_kib("VmRSS")
+    step()
+    return max(0, _rss_kib("VmHWM") - before) * 1024
+
+
+def _timed(step: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    step()
+    return time.perf_counter() - start
+
+
+def _streaming_bandwidth(numel: int, rounds: int) -> float:
+    """In-place streaming bandwidth, bytes/s: ``a.add_(b)`` reads 2 and writes 1 float32."""
+    a, b = torch.randn(numel), torch.randn(numel)
+    a.add_(b)
+    times = [_timed(lambda: a.add_(b)) for _ in range(max(rounds, 5))]
+    return 12 * numel / statistics.median(times)
+
+
+@dataclass
+class Row:
+    spec: Spec
+    size: str
+    numel: int
+    times: dict[str, float]
+    bound_s: float
+    first_step_s: float
+    peak_extra: int | None
+    param_bytes: int
+
+
+def _bench(spec: Spec, size: str, rounds: int, with_eager: bool, bandwidth: float) -> Row:
+    numel, tensors = SIZES[size]
+    shared = _params(numel, tensors, seed=0)  # torch's modes take turns on one set of params
+    fast_params = _params(numel, tensors, seed=0)
+    fast = spec.ours(fast_params, **spec.kwargs, **spec.torch_kwargs)
+    first = _timed(fast.step)
+    modes: dict[str, Callable[[], Any]] = {}
+
+    def policy(name: str) -> Callable[[], Any]:
+        def step() -> Any:
+            fast.nonfinite = name  # type: ignore[attr-defined]
+            return fast.step()
+
+        return step
+
+    modes["dltricks fast"] = policy("raise")
+    modes["fast, no finite check"] = policy("ignore")
+    if with_eager:
+        eager_params = _params(numel, tensors, seed=0)
+        eager = spec.ours(eager_params, fast=False, **spec.kwargs, **spec.torch_kwargs)
+        modes["dltricks eager"] = eager.step
+    if spec.torch_cls is not None:
+        kw = {**spec.kwargs, **spec.torch_kwargs}
+        modes["torch for-loop"] = spec.torch_cls(shared, foreach=False, **kw).step
+        modes["torch foreach"] = spec.torch_cls(shared, foreach=True, **kw).step
+        if spec.torch_fused:
+            modes["torch fused"] = spec.torch_cls(shared, fused=True, **kw).step
+    if spec.third_party is not None:
+        cls = _third_party(spec.third_party)
+        if cls is not None:
+            modes["pytorch-optimizer"] = cls(shared, **spec.kwargs).step
+    for step in modes.values():  # warm-up: state allocation, first-touch page faults
+        step()
+    times: dict[str, list[float]] = {name: [] for name in modes}
+    for r in range(rounds):
+        order = list(modes.items())
+        if r % 2:
+            order.reverse()  # interleave, and alternate who goes first
+        for name, step in order:
+            times[name].append(_timed(step))
+    fast.nonfinite = "ignore"  # type: ignore[attr-defined]
+    peak = _peak_extra_bytes(fast.step)
+    fast.nonfinite = "raise"  # type: ignore[attr-defined]
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    return Row(
+        spec,
+        size,
+        numel,
+        medians,
+        spec.bytes_per_param * numel / bandwidth,
+        first,
+        peak,
+        4 * numel,
+    )
+
+
+def _fmt_ms(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{seconds * 1e3:.3g}"
+
+
+def _best_torch(row: Row) -> tuple[str, float] | None:
+    torch_modes = {k: v for k, v in row.times.items() if k.startswith("torch")}
+    if not torch_modes:
+        return None
+    name = min(torch_modes, key=torch_modes.__getitem__)
+    return name, torch_modes[name]
+
+
+def _table(rows: list[Row], bandwidths: dict[str, float]) -> list[str]:
+    modes = [
+        "dltricks fast",
+        "fast, no finite check",
+        "dltricks eager",
+        "torch for-loop",
+        "torch foreach",
+        "torch fused",
+        "pytorch-optimizer",
+    ]
+    head = (
+        "| optimizer | size | B/param | bound ms | "
+        + " | ".join(f"{m} ms" for m in modes)
+        + " | reference | fast/ref | fast share of bound | first step s | peak extra mem |"
+    )
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for row in rows:
+        fast = row.times["fast, no finite check"]
+        ref: tuple[str, float] | None
+        if "torch fused" in row.times:
+            ref = ("torch fused", row.times["torch fused"])
+        elif row.spec.third_party and "pytorch-optimizer" in row.times:
+            ref = ("pytorch-optimizer", row.times["pytorch-optimizer"])
+        else:
+            ref = _best_torch(row)
+        cells = [
+            row.spec.name,
+            row.size,
+            str(row.spec.bytes_per_param),
+            _fmt_ms(row.bound_s),
+            *[_fmt_ms(row.times.get(m)) for m in modes],
+            ref[0].replace("torch ", "") if ref else "—",
+            f"{fast / ref[1]:.2f}" if ref else "—",
+            f"{row.bound_s / fast:.0%}",
+            f"{row.first_step_s:.2f}",
+            "—" if row.peak_extra is None else f"{row.peak_extra / row.param_bytes:.1%}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _targets(rows: list[Row]) -> list[str]:
+    out = []
+    by = {(r.spec.name, r.size): r for r in rows}
+    for name in ("Adam", "AdamW", "Adagrad", "Momentum"):
+        row = by.get((name, "50m"))
+        if row and "torch fused" in row.times:
+            ratio = row.times["fast, no finite check"] / row.times["torch fused"]
+            verdict = "met" if ratio <= 1.05 else "missed"
+            out.append(
+                f"- 50M {name}: fast / torch fused = {ratio:.2f} (target <= 1.05): {verdict}"
+            )
+    for name in ("RMSprop", "Adamax", "NAdam", "Adadelta", "Lion"):
+        row = by.get((name, "50m"))
+        if row is None:
+            continue
+        if name == "Lion":
+            ref = row.times.get("pytorch-optimizer")
+            label = "pytorch-optimizer"
+        else:
+            best = _best_torch(row)
+            ref, label = (best[1], best[0]) if best else (None, "")
+        if ref is not None:
+            speedup = ref / row.times["fast, no finite check"]
+            verdict = "met" if speedup >= 1.5 else "missed"
+            out.append(
+                f"- 50M {name}: {speedup:.2f}x faster than {label} (target >= 1.5x): {verdict}"
+            )
+    for row in rows:
+        if row.size == "50m":
+            share = row.bound_s / row.times["fast, no finite check"]
+            verdict = "met" if share >= 0.85 else "missed"
+            out.append(
+                f"- 50M {row.spec.name}: {share:.0%} of the bandwidth bound "
+                f"(target >= 85%): {verdict}"
+            )
+    for row in rows:
+        if row.size == "100k" and "torch foreach" in row.times:
+            ratio = row.times["dltricks fast"] / row.times["torch foreach"]
+            verdict = "met" if ratio <= 1.0 else "missed"
+            out.append(
+                f"- 100K {row.spec.name}: fast (default policy) / torch foreach = {ratio:.2f} "
+                f"(target <= 1.0): {verdict}"
+            )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="100k,1m,50m", help="comma list of 100k, 1m, 50m")
+    parser.add_argument("--optimizers", default=",".join(s.name for s in SPECS))
+    parser.add_argument("--rounds", type=int, default=0, help="rounds per size (0: by size)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (0: torch's default). One by default: on a shared machine a "
+        "parallel region waits for its slowest, descheduled thread, which swamps the timings",
+    )
+    parser.add_argument(
+        "--out", default=str(Path(__file__).parent / "results" / "optim_step_cpu.md")
+    )
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sizes = [s.strip().lower() for s in args.sizes.split(",") if s.strip()]
+    names = [s.strip() for s in args.optimizers.split(",") if s.strip()]
+    unknown = [s for s in sizes if s not in SIZES] + [
+        n for n in names if n not in {spec.name for spec in SPECS}
+    ]
+    if unknown:
+        parser.error(f"unknown sizes or optimizers: {', '.join(unknown)}")
+    specs = [spec for spec in SPECS if spec.name in names]
+    rows: list[Row] = []
+    bandwidths: dict[str, float] = {}
+    started = time.perf_counter()
+    for size in sizes:
+        numel = SIZES[size][0]
+        rounds = args.rounds or {"100k": 30, "1m": 15, "50m": 5}[size]
+        bandwidths[size] = _streaming_bandwidth(numel, rounds)
+        for spec in specs:
+            rows.append(
+                _bench(spec, size, rounds, with_eager=size != "50m", bandwidth=bandwidths[size])
+            )
+            gc.collect()
+            print(
+                f"  {spec.name} {size} done ({time.perf_counter() - started:.0f} s)",
+                file=sys.stderr,
+            )
+    command = "python benchmarks/optim_step.py " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
+    cpu = "unknown CPU"
+    for line in (
+        Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
+    ):
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    lines = [
+        "# Optimizer step time, float32, CPU",
+        "",
+        f"- command: `{command.strip()}`",
+        f"- machine: {cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}",
+        f"- torch {torch.__version__}, Python {platform.python_version()}",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; whole run "
+        f"{time.perf_counter() - started:.0f} s",
+        "- in-place streaming bandwidth (`a.add_(b)`, same run): "
+        + ", ".join(f"{s}: {bw / 1e9:.1f} GB/s" for s, bw in bandwidths.items()),
+        "",
+        "Median step time in ms, modes interleaved round by round. *dltricks fast* uses the",
+        'default non-finite policy ("raise": one extra read of the gradients); *fast, no finite',
+        'check* is `nonfinite="ignore"`, the same work as torch\'s modes. *fast/ref* compares',
+        "the latter with torch's fused mode, else pytorch-optimizer (Lion), else torch's fastest",
+        "mode. *first step*: compilation (inductor cache as found) plus laying out the flat",
+        "buffers. *peak extra mem*: growth of peak RSS during one fast step after warm-up, as a",
+        "share of the parameter bytes. Shared machine: trust ratios within one run only.",
+        "",
+        *_table(rows, bandwidths),
+        "",
+        "## Targets",
+        "",
+        *_targets(rows),
+        "",
+    ]
+    text = "\n".join(lines)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,367 @@
+"""The fused fast path: same numbers as torch, gradients in place, no recompilation, faults.
+
+Parity of every optimizer on the fast path is in test_parity.py; these tests check what only
+the fast path has: flat buffers, gradient bindings, parameters that lag behind, recompilation,
+state_dict round trips and fallbacks. They reuse the kernels that test_parity compiles (Adam,
+NAdam, SGD in float64) so that they cost little compilation.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import dltricks.optim as ours
+from dltricks.optim import blocks as b
+from dltricks.optim.base import Hyper
+from tests.optim.harness import default_dtype, make_data, make_model, train
+
+TOLERANCE = 1e-10
+
+
+def _flat(opt: torch.optim.Optimizer) -> Any:
+    flat = opt._flat  # type: ignore[attr-defined]
+    assert flat is not None, "the fast path was not taken"
+    return flat
+
+
+def _assert_close_models(a: nn.Module, ref: nn.Module, tol: float = TOLERANCE) -> None:
+    for p, q in zip(a.parameters(), ref.parameters(), strict=True):
+        scale = float(q.detach().abs().max().clamp_min(1e-12))
+        torch.testing.assert_close(p.detach(), q.detach(), rtol=0, atol=tol * scale)
+
+
+def test_gradients_land_in_the_flat_buffer_without_a_copy() -> None:
+    with default_dtype(torch.float64):
+        model = make_model()
+        opt = ours.Adam(model.parameters(), lr=1e-2, fast=True)
+        train(lambda ps: opt, model, lr=1e-2, steps=2, optimizer=opt)
+        bucket = _flat(opt).plans[0].buckets[0]
+        grads = [p.grad for p in model.parameters()]
+        train(lambda ps: opt, model, lr=1e-2, steps=3, start=2, optimizer=opt)
+    lo, hi = bucket.grad_buf.data_ptr(), bucket.grad_buf.data_ptr() + bucket.grad_buf.nbytes
+    for p, g in zip(model.parameters(), grads, strict=True):
+        assert p.grad is g, "zero_grad/backward replaced the gradient tensor"
+        assert lo <= p.grad.data_ptr() < hi
+        assert (
+            bucket.param_buf.data_ptr()
+            <= p.data_ptr()
+            < bucket.param_buf.data_ptr() + (bucket.param_buf.nbytes)
+        )
+        state = opt.state[p]
+        assert state["exp_avg"].untyped_storage().data_ptr() == (
+            bucket.state_bufs["exp_avg"].untyped_storage().data_ptr()
+        )
+
+
+def _partly_used_run(
+    make_opt: Callable[[Any], torch.optim.Optimizer], reset: str, steps: int = 24
+) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """Train a model whose middle layer is used only on some steps (its grads stay absent)."""
+    gen = torch.Generator().manual_seed(3)
+    model = nn.ModuleList([nn.Linear(6, 8), nn.Linear(8, 8), nn.Linear(8, 3)]).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64) * 0.5)
+    x, y = make_data()
+    opt = make_opt(model.parameters())
+    for i in range(steps):
+        if reset == "optimizer":
+            opt.zero_grad()
+        elif reset == "model":
+            model.zero_grad()  # sets grads to None: the next backward makes new tensors
+        h = torch.tanh(model[0](x[i % 4 * 8 : i % 4 * 8 + 8]))
+        if i % 3 == 0:  # the middle layer joins one step in three
+            h = torch.tanh(model[1](h))
+        loss = nn.functional.mse_loss(model[2](h), y[i % 4 * 8 : i % 4 * 8 + 8])
+        if reset == "assign":
+            for p, g in zip(
+                model.parameters(),
+                torch.autograd.grad(loss, list(model.parameters()), allow_unused=True),
+                strict=True,
+            ):
+                p.grad = g
+        else:
+            loss.backward()
+        opt.step()
+    return model, opt
+
+
+@pytest.mark.parametrize("reset", ["optimizer", "model", "assign"])
+@pytest.mark.parametrize("name", ["Adam", "NAdam"])
+def test_parameters_without_gradient_are_skipped_like_torch(name: str, reset: str) -> None:
+    """Absent gradients: no update, no state advance; the lagging parameters run apart."""
+    with default_dtype(torch.float64):  # torch keeps NAdam's mu_product in the default dtype
+        fast, fast_opt = _partly_used_run(
+            lambda ps: getattr(ours, name)(ps, lr=1e-2, fast=True), reset
+        )
+        ref, ref_opt = _partly_used_run(lambda ps: getattr(torch.optim, name)(ps, lr=1e-2), reset)
+    _assert_close_models(fast, ref)
+    for p, q in zip(fast.parameters(), ref.parameters(), strict=True):
+        assert float(fast_opt.state[p]["step"]) == float(ref_opt.state[q]["step"])
+        for key in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(
+                fast_opt.state[p][key], ref_opt.state[q][key], rtol=1e-9, atol=1e-14
+            )
+    assert _flat(fast_opt).plans[0].buckets, "the fast path fell back to eager"
+
+
+def test_zero_grad_without_set_to_none_updates_every_parameter_like_torch() -> None:
+    fast = _partly_used_run_zero_false(lambda ps: ours.Adam(ps, lr=1e-2, fast=True))
+    ref = _partly_used_run_zero_false(lambda ps: torch.optim.Adam(ps, lr=1e-2))
+    _assert_close_models(fast, ref)
+
+
+def _partly_used_run_zero_false(make_opt: Callable[[Any], torch.optim.Optimizer]) -> nn.Module:
+    gen = torch.Generator().manual_seed(3)
+    model = nn.ModuleList([nn.Linear(6, 8), nn.Linear(8, 8), nn.Linear(8, 3)]).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64) * 0.5)
+    x, y = make_data()
+    opt = make_opt(model.parameters())
+    for i in range(12):
+        opt.zero_grad(set_to_none=False)
+        h = torch.tanh(model[0](x[:8]))
+        if i < 2:  # the middle layer gets gradients twice, then zeros that still count
+            h = torch.tanh(model[1](h))
+        nn.functional.mse_loss(model[2](h), y[:8]).backward()
+        opt.step()
+    return model
+
+
+def test_state_dict_round_trip_continues_bit_identically_on_the_fast_path() -> None:
+    def factory(ps: Any) -> torch.optim.Optimizer:
+        return ours.NAdam(ps, lr=1e-2, fast=True)
+
+    with default_dtype(torch.float64):
+        uninterrupted = make_model()
+        train(factory, uninterrupted, lr=1e-2, steps=30)
+        first = make_model()
+        opt = train(factory, first, lr=1e-2, steps=15)
+        buffer = io.BytesIO()
+        torch.save({"model": first.state_dict(), "optim": opt.state_dict()}, buffer)
+        buffer.seek(0)
+        saved = torch.load(buffer)
+        resumed = make_model(seed=5)
+        resumed.load_state_dict(saved["model"])
+        new_opt = factory(resumed.parameters())
+        new_opt.load_state_dict(saved["optim"])
+        train(factory, resumed, lr=1e-2, steps=15, start=15, optimizer=new_opt)
+    for a, b_ in zip(resumed.parameters(), uninterrupted.parameters(), strict=True):
+        assert torch.equal(a, b_)
+    bucket = _flat(new_opt).plans[0].buckets[0]
+    p = next(resumed.parameters())
+    assert new_opt.state[p]["exp_avg"].untyped_storage().data_ptr() == (
+        bucket.state_bufs["exp_avg"].untyped_storage().data_ptr()
+    ), "load_state_dict did not re-flatten the state"
+
+
+def test_torch_state_loads_into_the_fast_path_mid_run() -> None:
+    """Load torch's Adam state after 10 steps, load it again mid-run; continue like torch."""
+    with default_dtype(torch.float64):
+        ref, fast = make_model(), make_model()
+        ref_opt = train(lambda ps: torch.optim.Adam(ps, lr=1e-2), ref, lr=1e-2, steps=10)
+        fast.load_state_dict(ref.state_dict())
+        fast_opt = ours.Adam(fast.parameters(), lr=1e-2, fast=True)
+        fast_opt.load_state_dict(ref_opt.state_dict())
+        train(lambda ps: fast_opt, fast, lr=1e-2, steps=10, start=10, optimizer=fast_opt)
+        train(lambda ps: ref_opt, ref, lr=1e-2, steps=10, start=10, optimizer=ref_opt)
+        fast_opt.load_state_dict(ref_opt.state_dict())
+        with torch.no_grad():
+            for p, q in zip(fast.parameters(), ref.parameters(), strict=True):
+                p.copy_(q)
+        train(lambda ps: fast_opt, fast, lr=1e-2, steps=10, start=20, optimizer=fast_opt)
+        train(lambda ps: ref_opt, ref, lr=1e-2, steps=10, start=20, optimizer=ref_opt)
+    _assert_close_models(fast, ref)
+
+
+def test_no_recompilation_for_lr_changes_steps_or_new_groups() -> None:
+    with default_dtype(torch.float64):
+        model, other = make_model(), make_model(seed=4)
+        opt = ours.Adam(
+            [{"params": model[0].parameters()}, {"params": model[2].parameters(), "lr": 3e-3}],
+            lr=1e-2,
+            fast=True,
+        )
+        scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+        x, y = make_data()
+        step_losses = []
+
+        def one_step(net: nn.Module) -> None:
+            opt.zero_grad()
+            loss = nn.functional.mse_loss(net(x[:8]), y[:8])
+            loss.backward()
+            opt.step()
+            scheduler.step()
+            step_losses.append(loss.item())
+
+        one_step(model)  # compiles (or finds the kernel another test compiled)
+        with torch._dynamo.config.patch(error_on_recompile=True):
+            for _ in range(6):
+                one_step(model)
+            opt.add_param_group({"params": other.parameters(), "lr": 1e-3})
+            for _ in range(3):
+                one_step(model)
+                nn.functional.mse_loss(other(x[:8]), y[:8]).backward()
+    assert opt.param_groups[0]["lr"] < 1e-2
+    assert len(_flat(opt).plans) == 3
+
+
+@pytest.mark.parametrize("policy", ["raise", "skip"])
+def test_nonfinite_gradient_leaves_fast_state_untouched(policy: str) -> None:
+    with default_dtype(torch.float64):
+        model = make_model()
+        opt = ours.Adam(model.parameters(), lr=1e-2, nonfinite=policy, fast=True)  # type: ignore[arg-type]
+        train(lambda ps: opt, model, lr=1e-2, steps=3, optimizer=opt)
+        params = list(model.parameters())
+        for p in params:
+            assert p.grad is not None
+            p.grad.fill_(1.0)
+        params[1].grad[0] = float("inf")  # type: ignore[index]
+        before = [p.detach().clone() for p in params]
+        state = [{k: v.clone() for k, v in opt.state[p].items()} for p in params]
+        if policy == "raise":
+            with pytest.raises(ours.NonFiniteGradientError, match="parameter 1"):
+                opt.step()
+        else:
+            opt.step()
+            assert opt.skipped_steps == 1
+    for p, p0, s0 in zip(params, before, state, strict=True):
+        assert torch.equal(p, p0)
+        for key, value in s0.items():
+            assert torch.equal(opt.state[p][key], value), key
+
+
+def test_nonfinite_ignore_on_the_fast_path_behaves_like_torch() -> None:
+    with default_dtype(torch.float64):
+        model = make_model()
+        opt = ours.Adam(model.parameters(), lr=1e-2, nonfinite="ignore", fast=True)
+        train(lambda ps: opt, model, lr=1e-2, steps=2, optimizer=opt)
+        first = next(model.parameters())
+        assert first.grad is not None
+        first.grad[0, 0] = float("nan")
+        opt.step()
+    assert torch.isnan(first).any()
+
+
+def test_switches_choose_the_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    def stepped(**kwargs: Any) -> torch.optim.Optimizer:
+        with default_dtype(torch.float64):
+            model = make_model()
+            opt = ours.Adam(model.parameters(), lr=1e-2, **kwargs)
+            train(lambda ps: opt, model, lr=1e-2, steps=2, optimizer=opt)
+        return opt
+
+    assert stepped(fast=False)._flat is None  # type: ignore[attr-defined]
+    # A tiny model stays eager in automatic mode: compiling would not pay off.
+    assert not _flat(stepped()).plans[0].buckets
+    monkeypatch.setenv("DLTRICKS_FAST", "1")
+    assert _flat(stepped()).plans[0].buckets
+    monkeypatch.setenv("DLTRICKS_FAST", "0")
+    assert stepped(fast=True)._flat is None  # type: ignore[attr-defined]
+    monkeypatch.setenv("DLTRICKS_FAST", "maybe")
+    with pytest.raises(ValueError, match="DLTRICKS_FAST"):
+        stepped()
+    with pytest.raises(ValueError, match="fast must be"):
+        ours.Adam([nn.Parameter(torch.ones(2))], fast="yes")  # type: ignore[arg-type]
+
+
+def test_turning_the_fast_path_off_mid_run_keeps_torch_semantics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fast_switch = _partly_used_run_switching(monkeypatch, lambda ps: ours.Adam(ps, lr=1e-2))
+    ref = _partly_used_run_switching(None, lambda ps: torch.optim.Adam(ps, lr=1e-2))
+    _assert_close_models(fast_switch, ref)
+
+
+def _partly_used_run_switching(
+    monkeypatch: pytest.MonkeyPatch | None, make_opt: Callable[[Any], torch.optim.Optimizer]
+) -> nn.Module:
+    if monkeypatch is not None:
+        monkeypatch.setenv("DLTRICKS_FAST", "1")
+    model, opt = _partly_used_run(make_opt, reset="optimizer", steps=7)
+    if monkeypatch is not None:
+        monkeypatch.setenv("DLTRICKS_FAST", "0")
+    x, y = make_data()
+    for _ in range(3):
+        opt.zero_grad()
+        nn.functional.mse_loss(model[2](torch.tanh(model[0](x[:8]))), y[:8]).backward()
+        opt.step()
+    return model
+
+
+def test_float32_fast_and_eager_paths_agree() -> None:
+    """float32: the compiled kernel rounds like the eager ops; the gap stays at a few ulp."""
+    worst = {}
+    for name in ("Adam",):
+        models = []
+        for fast in (True, False):
+            model = make_model(dtype=torch.float32)
+            cls = getattr(ours, name)
+            train(lambda ps, f=fast, c=cls: c(ps, lr=1e-2, fast=f), model, lr=1e-2)
+            models.append(model)
+        worst[name] = max(
+            float(((p - q).abs().max() / q.abs().max()).detach())
+            for p, q in zip(models[0].parameters(), models[1].parameters(), strict=True)
+        )
+    assert max(worst.values()) < 1e-5, worst
+
+
+def _normalised(hyper_name: str = "lr") -> ours.Transform:
+    """A block that reads a norm: not elementwise, so it cannot run over a flat buffer."""
+
+    def update(u: torch.Tensor, param: torch.Tensor, hyper: Hyper) -> torch.Tensor:
+        return u / (u.norm() + 1e-12)
+
+    return ours.stateless("normalised", update)
+
+
+def test_a_chain_that_is_not_elementwise_falls_back_to_eager() -> None:
+    chain = ours.chain(_normalised(), b.scale_by_learning_rate())
+    with default_dtype(torch.float64):
+        fast_model, eager_model = make_model(), make_model()
+        with pytest.warns(RuntimeWarning, match="not elementwise"):
+            train(lambda ps: ours.ChainOptimizer(ps, chain, lr=0.1, fast=True), fast_model, lr=0.1)
+        train(lambda ps: ours.ChainOptimizer(ps, chain, lr=0.1, fast=False), eager_model, lr=0.1)
+    for p, q in zip(fast_model.parameters(), eager_model.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_bfloat16_parameters_stay_eager_beside_fused_ones() -> None:
+    def run(fast: bool) -> list[torch.Tensor]:
+        wide = nn.Parameter(torch.linspace(-1, 1, 40, dtype=torch.float64))
+        narrow = nn.Parameter(torch.linspace(-1, 1, 8, dtype=torch.bfloat16))
+        opt = ours.Adam([wide, narrow], lr=1e-2, fast=fast)
+        for _ in range(5):
+            opt.zero_grad()
+            ((wide**2).sum() + (narrow.float() ** 2).sum()).backward()
+            opt.step()
+        if fast:
+            plan = _flat(opt).plans[0]
+            assert [p is narrow for p in plan.eager] == [True]
+        return [wide.detach().clone(), narrow.detach().clone()]
+
+    fast, eager = run(True), run(False)
+    torch.testing.assert_close(fast[0], eager[0], rtol=1e-12, atol=1e-14)
+    assert torch.equal(fast[1], eager[1])
+
+
+def test_a_model_moved_after_steps_is_laid_out_again() -> None:
+    with default_dtype(torch.float64):
+        fast, ref = make_model(), make_model()
+        fast_opt = ours.Adam(fast.parameters(), lr=1e-2, fast=True)
+        ref_opt = torch.optim.Adam(ref.parameters(), lr=1e-2)
+        train(lambda ps: fast_opt, fast, lr=1e-2, steps=4, optimizer=fast_opt)
+        train(lambda ps: ref_opt, ref, lr=1e-2, steps=4, optimizer=ref_opt)
+        # Module._apply replaces p.data: the bucket notices and copies everything again.
+        for p in fast.parameters():
+            p.data = p.data.clone()
+        train(lambda ps: fast_opt, fast, lr=1e-2, steps=4, start=4, optimizer=fast_opt)
+        train(lambda ps: ref_opt, ref, lr=1e-2, steps=4, start=4, optimizer=ref_opt)
+    _assert_close_models(fast, ref)
