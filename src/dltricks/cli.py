@@ -93,6 +93,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="override one setting of the experiment (repeatable; VALUE is JSON or text)",
     )
 
+    report = commands.add_parser(
+        "report", help="run the lab (reusing unchanged runs) and write an HTML report"
+    )
+    report.add_argument("--quick", action="store_true", help="quick sizes (~5 min on 2 cores)")
+    report.add_argument(
+        "--out", type=Path, default=Path("runs/report"), help="report folder (./runs/report)"
+    )
+    report.add_argument(
+        "--runs", type=Path, default=Path("runs"), help="where experiments write (./runs)"
+    )
+    report.add_argument("--only", help="comma-separated experiment names")
+    report.add_argument("--force", action="store_true", help="rerun even unchanged experiments")
+    report.add_argument("--seed", type=_non_negative_int, default=0, help="first seed (0)")
+    report.add_argument(
+        "--workers", type=_positive_int, default=None, help="parallel experiments (cores, max 2)"
+    )
+    report.add_argument("--quiet", action="store_true", help="no progress display")
+
     demo = commands.add_parser("demo", help="every optimizer trains one MLP on digits (~20 s)")
     demo.add_argument("--epochs", type=_positive_int, default=5)
     demo.add_argument("--seed", type=_non_negative_int, default=0)
@@ -175,6 +193,48 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    import os
+
+    from dltricks.lab.progress import report_progress
+    from dltricks.lab.registry import all_experiments
+    from dltricks.lab.report import build_report
+
+    only = None
+    if args.only is not None:
+        only = [n.strip() for n in args.only.split(",") if n.strip()]
+        if not only:
+            raise UsageError("--only needs at least one experiment name")
+        known = all_experiments()
+        unknown = [n for n in only if n not in known]
+        if unknown:
+            raise UsageError(
+                f"unknown experiment(s) {', '.join(unknown)} in --only; known: {', '.join(known)}"
+            )
+    _check_out(args.out)
+    _check_out(args.runs)
+    workers = args.workers or max(1, min(2, os.cpu_count() or 1))
+    with report_progress(enabled=not args.quiet) as progress:
+        outcome = build_report(
+            out_dir=args.out,
+            runs_dir=args.runs,
+            quick=args.quick,
+            only=only,
+            force=args.force,
+            seed=args.seed,
+            workers=workers,
+            progress=progress,
+        )
+    print(
+        f"ran {len(outcome.ran)}, reused {len(outcome.reused)}, failed {len(outcome.failed)} "
+        f"experiment(s) in {outcome.seconds:.0f} s"
+    )
+    for name, error in outcome.failed.items():
+        print(f"failed: {name}: {error}", file=sys.stderr)
+    print(f"open {outcome.index.resolve().as_uri()}")
+    return 1 if outcome.failed else 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from dltricks.demo import run_demo
 
@@ -204,6 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_list()
         if args.command == "run":
             return _cmd_run(args)
+        if args.command == "report":
+            return _cmd_report(args)
         if args.command == "demo":
             return _cmd_demo(args)
         raise UsageError(f"unknown command {args.command!r}")

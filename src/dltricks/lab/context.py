@@ -53,6 +53,7 @@ class RunContext:
     progress: ProgressSink = field(default_factory=SilentProgress)
     records: list[dict[str, Any]] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
+    key_names: list[str] = field(default_factory=list)
     _datasets: dict[tuple[str, int], SplitDataset] = field(default_factory=dict)
 
     @property
@@ -102,6 +103,7 @@ class RunContext:
         return list(records["records"])
 
     def _advance(self, key: dict[str, Any]) -> None:
+        self.key_names.extend(k for k in key if k not in self.key_names)
         self.progress.advance(", ".join(f"{k}={v}" for k, v in key.items()))
 
     def _cached(self, key: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> Any:

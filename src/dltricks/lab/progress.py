@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -40,3 +40,50 @@ def progress_bar(*, enabled: bool, title: str) -> Iterator[ProgressSink]:
     # stderr: stdout carries the command's results.
     with Progress(*columns, transient=True, console=Console(stderr=True)) as progress:
         yield RichProgress(progress, title)
+
+
+class RichReportProgress:
+    """Experiments done out of planned, and which are still running."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._task = progress.add_task("report", total=None)
+        self._running: list[str] = []
+
+    def start(self, names: Sequence[str]) -> None:
+        self._running = list(names)
+        self._progress.update(self._task, total=len(names), description=self._describe())
+
+    def finished(self, name: str, status: str) -> None:
+        if name in self._running:
+            self._running.remove(name)
+        self._progress.console.print(f"{name}: {status}")
+        self._progress.update(self._task, advance=1, description=self._describe())
+
+    def _describe(self) -> str:
+        shown = ", ".join(self._running[:3]) + (", ..." if len(self._running) > 3 else "")
+        return f"experiments left: {shown}" if shown else "writing the page"
+
+
+class _SilentReport:
+    def start(self, names: Sequence[str]) -> None:
+        return None
+
+    def finished(self, name: str, status: str) -> None:
+        return None
+
+
+@contextlib.contextmanager
+def report_progress(*, enabled: bool) -> Iterator[RichReportProgress | _SilentReport]:
+    """The report's overall progress display (stderr), or nothing."""
+    if not enabled:
+        yield _SilentReport()
+        return
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True)) as progress:
+        yield RichReportProgress(progress)

@@ -193,6 +193,8 @@ def run_experiment(
             "config": config,
             "config_hash": digest,
             "records": ctx.records,
+            # The names that identify a record (setting and seed); the rest are measurements.
+            "record_keys": ctx.key_names,
             "summary": summary,
             "figures": figures,
             "dltricks_version": __version__,

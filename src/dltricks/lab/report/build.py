@@ -1,0 +1,247 @@
+"""``dltricks report``: run the experiments (reusing unchanged ones) and write the page."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import shutil
+import time
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from dltricks import __version__
+from dltricks.data import atomic_write_bytes
+from dltricks.lab.registry import TRICKS, all_experiments
+from dltricks.lab.report.page import ExperimentView, SectionView, render_page
+from dltricks.lab.report.tables import results_table
+from dltricks.lab.results import read_json
+
+INDEX = "index.html"
+
+
+class ReportProgress(Protocol):
+    """Where the report tells which experiments run and finish."""
+
+    def start(self, names: Sequence[str]) -> None: ...
+
+    def finished(self, name: str, status: str) -> None: ...
+
+
+class _NoProgress:
+    def start(self, names: Sequence[str]) -> None:
+        return None
+
+    def finished(self, name: str, status: str) -> None:
+        return None
+
+
+@dataclass
+class ReportOutcome:
+    """What a report run did."""
+
+    index: Path
+    ran: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _run_one(
+    name: str, runs_dir: str, quick: bool, seed: int, force: bool, threads: int | None
+) -> tuple[str, bool]:
+    """Run (or reuse) one experiment in a worker; returns its results path and reuse flag."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    from dltricks.lab.runner import run_experiment
+
+    outcome = run_experiment(name, out_root=Path(runs_dir), quick=quick, seed=seed, reuse=not force)
+    return str(outcome.results_path), outcome.reused
+
+
+def _cached_path(name: str, runs_dir: Path, quick: bool, seed: int) -> Path | None:
+    """The results file of ``name`` if it was made with today's configuration, else None."""
+    from dltricks.lab.runner import RESULTS_FILE, cached_results, run_config
+
+    config = run_config(name, quick=quick, seed=seed, seeds=None, data_dir=None)
+    try:
+        cached = cached_results(runs_dir / name, config)
+    except (OSError, ValueError):
+        return None  # damaged or unreadable: the worker reruns and reports it
+    return None if cached is None else runs_dir / name / RESULTS_FILE
+
+
+def _setup(results: dict[str, Any]) -> dict[str, str]:
+    config = results.get("config", {})
+    setup = {
+        "size": "quick" if config.get("quick") else "full",
+        "seeds": ", ".join(str(s) for s in config.get("seeds", [])),
+    }
+    for key, value in config.get("config", {}).items():
+        text = json.dumps(value) if not isinstance(value, str) else value
+        setup[key] = text if len(text) <= 160 else text[:157] + "..."
+    return setup
+
+
+def _reproduce(results: dict[str, Any]) -> str:
+    config = results.get("config", {})
+    seeds = config.get("seeds", [0])
+    command = f"dltricks run {results['experiment']}"
+    if config.get("quick"):
+        command += " --quick"
+    return command + f" --seed {seeds[0]} --seeds {len(seeds)}"
+
+
+def _view(
+    name: str, trick: str, results: dict[str, Any], figures_dir: Path, out_dir: Path
+) -> ExperimentView:
+    summary = results.get("summary", {})
+    findings = summary.get("findings", {})
+    finding = findings.get(trick) if isinstance(findings, dict) else None
+    return ExperimentView(
+        name=name,
+        claim=results.get("claim", ""),
+        source=results.get("source", ""),
+        finding=str(finding or summary.get("finding", "(no finding recorded)")),
+        figures=[
+            (figures_dir / f).relative_to(out_dir).as_posix()
+            for f in results.get("figures", [])
+            if (figures_dir / f).exists()
+        ],
+        table=results_table(results),
+        setup=_setup(results),
+        reproduce=_reproduce(results),
+    )
+
+
+def _copy_figures(results_path: Path, names: list[str], target: Path) -> None:
+    # Replace the folder so figures of an older configuration do not linger.
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    for figure in names:
+        source = results_path.parent / figure
+        if source.exists():
+            shutil.copy2(source, target / figure)
+
+
+def build_report(
+    *,
+    out_dir: Path,
+    runs_dir: Path,
+    quick: bool,
+    only: Sequence[str] | None = None,
+    force: bool = False,
+    seed: int = 0,
+    workers: int = 1,
+    progress: ReportProgress | None = None,
+) -> ReportOutcome:
+    """Run the lab's experiments into ``runs_dir`` and write ``out_dir/index.html``.
+
+    Experiments whose results exist with the same configuration are reused unless ``force``.
+    With ``workers > 1`` experiments run in parallel processes, one torch thread each. A failed
+    experiment is shown as failed on the page; the others still run.
+    """
+    experiments = all_experiments()
+    names = list(experiments) if not only else list(only)
+    unknown = [n for n in names if n not in experiments]
+    if unknown:
+        raise ValueError(
+            f"unknown experiment(s) {', '.join(unknown)}; known: {', '.join(experiments)}"
+        )
+    sink = progress or _NoProgress()
+    outcome = ReportOutcome(index=out_dir / INDEX)
+    start = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sink.start(names)
+    paths: dict[str, Path] = {}
+    threads = 1 if workers > 1 else None
+    to_run = []
+    for name in names:
+        cached = None if force else _cached_path(name, runs_dir, quick, seed)
+        if cached is None:
+            to_run.append(name)
+        else:
+            paths[name] = cached
+            outcome.reused.append(name)
+            sink.finished(name, "reused")
+    names_to_run = to_run
+    if workers > 1 and len(names_to_run) > 1:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            pending: dict[Future[tuple[str, bool]], str] = {
+                pool.submit(_run_one, n, str(runs_dir), quick, seed, force, threads): n
+                for n in names_to_run
+            }
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    name = pending.pop(future)
+                    _collect(name, future, outcome, paths, sink)
+    else:
+        for name in names_to_run:
+            result: Future[tuple[str, bool]] = Future()
+            try:
+                result.set_result(_run_one(name, str(runs_dir), quick, seed, force, threads))
+            except Exception as error:  # one failed experiment must not stop the report
+                result.set_exception(error)
+            _collect(name, result, outcome, paths, sink)
+
+    sections = [SectionView(trick) for trick in TRICKS]
+    for name in names:
+        experiment = experiments[name]
+        if name in outcome.failed:
+            view = ExperimentView(
+                name,
+                experiment.claim,
+                experiment.source,
+                "",
+                [],
+                results_table({}),
+                {},
+                f"dltricks run {name}" + (" --quick" if quick else ""),
+                outcome.failed[name],
+            )
+            views = {trick: view for trick in experiment.tricks}
+        else:
+            results = read_json(paths[name])
+            figures_dir = out_dir / "figures" / name
+            _copy_figures(paths[name], results.get("figures", []), figures_dir)
+            views = {
+                trick: _view(name, trick, results, figures_dir, out_dir)
+                for trick in experiment.tricks
+            }
+        for section in sections:
+            if section.trick in views:
+                section.experiments.append(views[section.trick])
+    size = "quick" if quick else "full"
+    meta = (
+        f"dltricks {__version__}, {size} size, experiments: {', '.join(names)}. "
+        f"Made with: dltricks report{' --quick' if quick else ''}"
+        + (f" --only {','.join(names)}" if only else "")
+    )
+    html = render_page(sections, title="Tips for training deep networks, measured", meta=meta)
+    atomic_write_bytes(outcome.index, html.encode())
+    outcome.seconds = time.perf_counter() - start
+    return outcome
+
+
+def _collect(
+    name: str,
+    future: Future[tuple[str, bool]],
+    outcome: ReportOutcome,
+    paths: dict[str, Path],
+    sink: ReportProgress,
+) -> None:
+    error = future.exception()
+    if error is not None:
+        outcome.failed[name] = f"{type(error).__name__}: {error}"
+        sink.finished(name, "failed")
+        return
+    path, reused = future.result()
+    paths[name] = Path(path)
+    (outcome.reused if reused else outcome.ran).append(name)
+    sink.finished(name, "reused" if reused else "done")
