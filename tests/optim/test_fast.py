@@ -8,6 +8,7 @@ NAdam, SGD in float64) so that they cost little compilation.
 
 from __future__ import annotations
 
+import copy
 import io
 from collections.abc import Callable
 from typing import Any
@@ -365,3 +366,21 @@ def test_a_model_moved_after_steps_is_laid_out_again() -> None:
         train(lambda ps: fast_opt, fast, lr=1e-2, steps=4, start=4, optimizer=fast_opt)
         train(lambda ps: ref_opt, ref, lr=1e-2, steps=4, start=4, optimizer=ref_opt)
     _assert_close_models(fast, ref)
+
+
+def test_a_copied_optimizer_keeps_its_policies_and_lays_out_its_own_buffers() -> None:
+    with default_dtype(torch.float64):
+        model = make_model()
+        opt = ours.Adam(model.parameters(), lr=1e-2, nonfinite="skip", fast=True)
+        train(lambda ps: opt, model, lr=1e-2, steps=2, optimizer=opt)
+        twin = copy.deepcopy(opt)
+        assert twin.nonfinite == "skip"
+        assert twin.fast is True
+        assert twin._flat is None  # type: ignore[attr-defined]
+        twin_params = [p for g in twin.param_groups for p in g["params"]]
+        before = [p.detach().clone() for p in model.parameters()]
+        for p in twin_params:
+            p.grad = torch.ones_like(p)
+        twin.step()
+    assert all(not torch.equal(p, q) for p, q in zip(twin_params, before, strict=True))
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before, strict=True))

@@ -226,6 +226,20 @@ class ComposedOptimizer(Optimizer):
             raise NonFiniteGradientError(self._describe_nonfinite(work))
         self.skipped_steps += 1
 
+    def __getstate__(self) -> dict[str, Any]:
+        # torch pickles (and deep-copies) only defaults, state and param_groups; keep the
+        # policies too. The fast path (compiled kernels, hooks) is rebuilt by the copy's first
+        # step.
+        state = dict(super().__getstate__())
+        state.update(
+            nonfinite=self.nonfinite,
+            fast=self.fast,
+            skipped_steps=self.skipped_steps,
+            _chains={},
+            _flat=None,
+        )
+        return state
+
     # -- internals -----------------------------------------------------------------------
 
     def _collect(self) -> list[tuple[dict[str, Any], list[Tensor]]]:

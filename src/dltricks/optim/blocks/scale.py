@@ -29,7 +29,9 @@ def inverse_time_decay(lr_decay: Hyperparameter = "lr_decay") -> Transform:
 
     def update(u: Tensor, param: Tensor, hyper: Hyper) -> Tensor:
         d = resolve(lr_decay, hyper)
-        return u / (1 + (hyper["step"] - 1) * d)
+        # Multiply by the scalar reciprocal rather than divide every element (see
+        # bias_correction); torch folds the same factor into its step size.
+        return u * (1 / (1 + (hyper["step"] - 1) * d))
 
     return stateless(f"inverse_time_decay({lr_decay})", update)
 

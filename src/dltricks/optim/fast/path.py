@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -220,9 +221,12 @@ class FlatPath:
         grads += [p.grad for _, params in eager for p in params if p.grad is not None]
         if not grads:
             return True
-        sums = torch.stack([g.sum().to("cpu", torch.float64) for g in grads])
-        if bool(torch.isfinite(sums).all()):
-            return True
+        sums = [g.sum() for g in grads]
+        if all(s.device.type == "cpu" for s in sums):
+            if all(math.isfinite(s.item()) for s in sums):
+                return True
+        elif bool(torch.isfinite(torch.stack([s.to("cpu", torch.float64) for s in sums])).all()):
+            return True  # one host sync for all devices
         for g in grads:
             if g.numel() == 0:
                 continue
