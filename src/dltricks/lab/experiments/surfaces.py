@@ -128,7 +128,7 @@ EXPERIMENT = register(
         claim="Momentum helps a descent roll through plateaus and out of saddles and shallow "
         "minima, and converges faster on ill-conditioned valleys.",
         source="Hung-yi Lee, Tips for Training DNN; Goh 2017, Why Momentum Really Works",
-        tricks=("error surfaces", "adaptive learning rate"),
+        tricks=("error surfaces",),
         configure=configure,
         run=run,
     )

@@ -130,9 +130,10 @@ def _experiment_html(view: ExperimentView) -> str:
         parts.append(f"<p class='failed'><b>This experiment failed:</b> {escape(view.error)}</p>")
     else:
         parts.append(f"<p class='finding'><b>Finding.</b> {escape(view.finding)}</p>")
+        # Each figure links to its full-size file: on a phone the grid shows them small.
         figures = "".join(
-            f"<figure><img src='{escape(src)}' alt='{escape(view.name)}: "
-            f"{escape(src.rsplit('/', 1)[-1])}' loading='lazy'>"
+            f"<figure><a href='{escape(src)}'><img src='{escape(src)}' alt='{escape(view.name)}: "
+            f"{escape(src.rsplit('/', 1)[-1])}'></a>"
             f"<figcaption>{escape(src.rsplit('/', 1)[-1])}</figcaption></figure>"
             for src in view.figures
         )
