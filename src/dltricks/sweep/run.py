@@ -1,0 +1,197 @@
+"""Run a sweep: expand it, skip what the store has done, execute the rest, record each run.
+
+Layout under ``out_root`` for experiment ``NAME``::
+
+    sweep-NAME.sqlite          the store (one row per run; see dltricks.sweep.store)
+    sweep-NAME/.lock           held by the driver: one driver per sweep at a time
+    sweep-NAME/<run id>/NAME/  the run's results.json, figures, units
+
+The driver is the only writer of the store. Runs found ``done`` are skipped; ``failed`` runs
+are tried again while they have used fewer than ``1 + retries`` attempts (across invocations:
+a rerun with a larger ``retries`` gives them more). Killing the driver at any moment leaves
+every finished run recorded; the next invocation runs only the others.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from dltricks.lab.runner import exclusive_lock
+from dltricks.sweep.executors import Executor, RunTask
+from dltricks.sweep.spec import RunSpec, SweepSpec, expand
+from dltricks.sweep.store import RunRow, SweepStore
+
+__all__ = [
+    "SilentSweepProgress",
+    "SweepOutcome",
+    "SweepProgress",
+    "headline_metric",
+    "run_sweep",
+    "sweep_paths",
+]
+
+
+class SweepProgress(Protocol):
+    """Where a sweep reports runs as they finish (the CLI draws a bar)."""
+
+    def start(self, total: int, skipped: int) -> None: ...
+
+    def finished(self, spec: RunSpec, status: str, error: str | None) -> None:
+        """``status``: done, failed (no attempts left) or retry (failed, queued again)."""
+
+
+class SilentSweepProgress:
+    """A sweep progress sink that shows nothing."""
+
+    def start(self, total: int, skipped: int) -> None:
+        return None
+
+    def finished(self, spec: RunSpec, status: str, error: str | None) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    """What a sweep invocation did, and the rows of its runs in grid order."""
+
+    store_path: Path
+    runs_dir: Path
+    specs: list[RunSpec]
+    rows: list[RunRow]
+    executed: int
+    skipped: int
+    attempts: int
+    seconds: float
+    startup_seconds: float
+
+    @property
+    def failed(self) -> list[RunRow]:
+        return [r for r in self.rows if r.status != "done"]
+
+
+def sweep_paths(out_root: Path, experiment: str) -> tuple[Path, Path]:
+    """``(store file, runs folder)`` of the sweeps of ``experiment`` under ``out_root``."""
+    return out_root / f"sweep-{experiment}.sqlite", out_root / f"sweep-{experiment}"
+
+
+def run_sweep(
+    sweep: SweepSpec,
+    *,
+    out_root: Path,
+    executor: Executor,
+    retries: int = 2,
+    progress: SweepProgress | None = None,
+    specs: Sequence[RunSpec] | None = None,
+) -> SweepOutcome:
+    """Execute the runs of ``sweep`` that the store does not have as done.
+
+    Args:
+        executor: where runs execute; started here only if there is something to run (the
+            caller closes it).
+        retries: extra attempts for a failed run, counted across invocations.
+        specs: the expansion of ``sweep`` if the caller already made it (the CLI does, to
+            validate before writing).
+
+    Raises:
+        SweepSpecError: the sweep cannot be expanded.
+        RunError: another driver holds this sweep.
+    """
+    if retries < 0:
+        raise ValueError(f"retries must be >= 0, got {retries}")
+    specs = list(specs) if specs is not None else expand(sweep)
+    sink = progress or SilentSweepProgress()
+    out_root = out_root.resolve()
+    store_path, runs_dir = sweep_paths(out_root, sweep.experiment)
+    clock = time.perf_counter()
+    startup = 0.0
+    executed = attempts = 0
+    with exclusive_lock(runs_dir), SweepStore(store_path) as store:
+        store.release_stale()
+        store.add_pending(
+            (s.run_id, s.experiment, s.to_json(), str(runs_dir / s.run_id)) for s in specs
+        )
+        by_id = {s.run_id: s for s in specs}
+        rows = {r.id: r for r in store.rows(list(by_id))}
+        used = {i: rows[i].attempts for i in by_id}
+        todo = deque(
+            s
+            for s in specs
+            if rows[s.run_id].status != "done" and rows[s.run_id].attempts < 1 + retries
+        )
+        skipped = sum(r.status == "done" for r in rows.values())
+        sink.start(len(todo), skipped)
+        try:
+            if todo:
+                started = time.perf_counter()
+                executor.start()
+                startup = time.perf_counter() - started
+            in_flight = 0
+            while todo or in_flight:
+                while todo and in_flight < executor.capacity:
+                    spec = todo.popleft()
+                    store.mark_running(spec.run_id)
+                    executor.submit(
+                        RunTask(spec.run_id, spec.to_json(), str(runs_dir / spec.run_id))
+                    )
+                    in_flight += 1
+                result = executor.wait_one()
+                in_flight -= 1
+                attempts += 1
+                store.finish(
+                    result.run_id,
+                    ok=result.ok,
+                    metrics=result.metrics,
+                    error=result.error,
+                    started=result.started,
+                    finished=result.finished,
+                    duration=result.duration,
+                    host=result.host,
+                )
+                spec = by_id[result.run_id]
+                used[spec.run_id] += 1
+                if result.ok:
+                    executed += 1
+                    sink.finished(spec, "done", None)
+                elif used[spec.run_id] < 1 + retries:
+                    todo.append(spec)
+                    sink.finished(spec, "retry", result.error)
+                else:
+                    executed += 1
+                    sink.finished(spec, "failed", result.error)
+        finally:
+            # Interrupted: runs handed out but not finished are not running any more.
+            store.release_stale()
+        final = store.rows([s.run_id for s in specs])
+    return SweepOutcome(
+        store_path=store_path,
+        runs_dir=runs_dir,
+        specs=specs,
+        rows=final,
+        executed=executed,
+        skipped=skipped,
+        attempts=attempts,
+        seconds=time.perf_counter() - clock,
+        startup_seconds=startup,
+    )
+
+
+def headline_metric(rows: Sequence[RunRow]) -> str | None:
+    """The summary field a sweep table shows: the first numeric one (by name) of every done run.
+
+    ``None`` when the summaries have no number in common.
+    """
+    common: set[str] | None = None
+    for row in rows:
+        if row.status != "done" or row.metrics is None:
+            continue
+        summary = row.metrics.get("summary", {})
+        numeric = {
+            k for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)
+        }
+        common = numeric if common is None else common & numeric
+    return min(common) if common else None

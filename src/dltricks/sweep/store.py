@@ -1,0 +1,236 @@
+"""The results store of a sweep: one SQLite file, one row per run.
+
+Rows go ``pending -> running -> done | failed``. Only the sweep's driver writes (workers return
+their results to it), and every change is one transaction: the pending rows of a sweep are
+added together, a run is marked running when it is handed to an executor, and its outcome
+(status, metrics, error, timings, attempt count) is written in one UPDATE when it finishes, so a
+reader never sees half a run. The journal is in WAL mode: readers (``dltricks sweep`` in
+another terminal, a report, :func:`read_rows`) see the last committed state while the sweep
+writes, and a killed driver leaves a file SQLite recovers on the next open.
+
+``attempts`` counts finished attempts (done or failed); a run that was ``running`` when its
+driver died was never finished, so it goes back to ``pending`` without using an attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dltricks.lab.results import canonical_json
+
+__all__ = ["STATUSES", "RunRow", "SweepStore", "read_rows"]
+
+STATUSES = ("pending", "running", "done", "failed")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    experiment TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'done', 'failed')),
+    metrics TEXT,
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    started REAL,
+    finished REAL,
+    duration REAL,
+    host TEXT,
+    out_dir TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_status ON runs (status);
+"""
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One run as stored.
+
+    Attributes:
+        id: the run id (hash of the run's configuration).
+        spec: experiment, quick, overrides (the grid point) and seed.
+        status: pending, running, done or failed.
+        metrics: for a done run, ``{"summary": ..., "records": [...]}``: the experiment's
+            summary and its records' scalar fields (curves are left in results.json).
+        error: for a failed run, the error and its traceback.
+        attempts: finished attempts (done or failed).
+        started, finished: Unix times of the last attempt, as the worker saw them.
+        duration: seconds of the last attempt, measured in the worker.
+        host: the machine that ran the last attempt.
+        out_dir: where the run wrote its outputs.
+    """
+
+    id: str
+    spec: dict[str, Any]
+    status: str
+    metrics: dict[str, Any] | None
+    error: str | None
+    attempts: int
+    started: float | None
+    finished: float | None
+    duration: float | None
+    host: str | None
+    out_dir: str | None
+
+
+def _row(values: sqlite3.Row) -> RunRow:
+    return RunRow(
+        id=values["id"],
+        spec=json.loads(values["spec"]),
+        status=values["status"],
+        metrics=json.loads(values["metrics"]) if values["metrics"] is not None else None,
+        error=values["error"],
+        attempts=values["attempts"],
+        started=values["started"],
+        finished=values["finished"],
+        duration=values["duration"],
+        host=values["host"],
+        out_dir=values["out_dir"],
+    )
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT), so each
+    # change is exactly one transaction and nothing waits in an implicit one.
+    connection = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    connection.row_factory = sqlite3.Row
+    return connection
+
+
+class SweepStore:
+    """A sweep's SQLite store (the driver's handle; use :func:`read_rows` to only read)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = _connect(self.path)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a committed run survives even a power cut; a few ms per run is nothing next to
+        # a training run.
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> SweepStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _transaction(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, params in statements:
+                db.execute(sql, params)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def add_pending(self, runs: Iterable[tuple[str, str, dict[str, Any], str]]) -> None:
+        """Add ``(id, experiment, spec, out_dir)`` rows as pending; existing rows are kept."""
+        self._transaction(
+            (
+                "INSERT OR IGNORE INTO runs (id, experiment, spec, status, out_dir) "
+                "VALUES (?, ?, ?, 'pending', ?)",
+                (run_id, experiment, canonical_json(spec), out_dir),
+            )
+            for run_id, experiment, spec, out_dir in runs
+        )
+
+    def release_stale(self) -> int:
+        """Put runs left ``running`` by a dead driver back to pending; returns how many.
+
+        Call it only while holding the sweep's lock (no live driver can own them then).
+        """
+        before = self._db.total_changes
+        self._transaction([("UPDATE runs SET status='pending' WHERE status='running'", ())])
+        return self._db.total_changes - before
+
+    def mark_running(self, run_id: str) -> None:
+        """The run was handed to an executor (it may still wait in a queue there)."""
+        self._transaction([("UPDATE runs SET status='running' WHERE id=?", (run_id,))])
+
+    def finish(
+        self,
+        run_id: str,
+        *,
+        ok: bool,
+        metrics: dict[str, Any] | None,
+        error: str | None,
+        started: float,
+        finished: float,
+        duration: float,
+        host: str | None,
+    ) -> None:
+        """Record one finished attempt (done with metrics, or failed with its error)."""
+        self._transaction(
+            [
+                (
+                    "UPDATE runs SET status=?, metrics=?, error=?, attempts=attempts+1, "
+                    "started=?, finished=?, duration=?, host=? WHERE id=?",
+                    (
+                        "done" if ok else "failed",
+                        canonical_json(metrics) if ok and metrics is not None else None,
+                        None if ok else error,
+                        started,
+                        finished,
+                        duration,
+                        host,
+                        run_id,
+                    ),
+                )
+            ]
+        )
+
+    def rows(self, ids: Sequence[str] | None = None) -> list[RunRow]:
+        """The rows of ``ids`` in that order (missing ids are skipped), or all rows by id."""
+        return _select(self._db, ids)
+
+
+def _select(db: sqlite3.Connection, ids: Sequence[str] | None) -> list[RunRow]:
+    if ids is None:
+        return [_row(r) for r in db.execute("SELECT * FROM runs ORDER BY id")]
+    found: dict[str, RunRow] = {}
+    # SQLite limits bound parameters per statement; ask in chunks.
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start : start + 500])
+        marks = ",".join("?" * len(chunk))
+        for r in db.execute(f"SELECT * FROM runs WHERE id IN ({marks})", chunk):
+            found[r["id"]] = _row(r)
+    return [found[i] for i in ids if i in found]
+
+
+def read_rows(
+    path: str | Path, ids: Sequence[str] | None = None, *, retries: int = 50
+) -> list[RunRow]:
+    """Read a sweep's rows without writing to it (safe while the sweep runs).
+
+    Raises:
+        FileNotFoundError: no store at ``path``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no sweep store at {path}")
+    for attempt in range(retries):
+        db = _connect(path)
+        try:
+            return _select(db, ids)
+        except sqlite3.OperationalError as error:
+            if "no such table" in str(error):
+                return []  # a driver has created the file and not yet its table
+            # A WAL reader can briefly find the database locked while a checkpoint runs.
+            if "locked" not in str(error) or attempt == retries - 1:
+                raise
+        finally:
+            db.close()
+        time.sleep(0.1)
+    raise AssertionError("unreachable")

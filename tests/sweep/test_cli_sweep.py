@@ -1,0 +1,122 @@
+"""``dltricks sweep``: bad invocations get one line and exit 2 before anything is written."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from dltricks.cli import main
+from dltricks.sweep import expand, read_rows
+from tests.sweep.helpers import tiny_grid_args, tiny_sweep
+
+BAD: list[tuple[list[str], str]] = [
+    (["sweep"], "the following arguments are required: name"),
+    (["sweep", "no-such", "--grid", "lr=1"], "unknown experiment 'no-such'"),
+    (["sweep", "bias-correction", "--grid", "lr"], "expected KEY=V1,V2,..., got 'lr'"),
+    (["sweep", "bias-correction", "--grid", "=1,2"], "expected KEY=V1,V2,..., got '=1,2'"),
+    (["sweep", "bias-correction", "--grid", "lr=1,,2"], "grid setting 'lr': empty value"),
+    (["sweep", "bias-correction", "--grid", "lr=[1,2"], "grid setting 'lr': unbalanced"),
+    (["sweep", "bias-correction", "--grid", "lrr=0.1,0.2"], "has no setting 'lrr'"),
+    (["sweep", "bias-correction", "--grid", "seeds=1,2"], "use --seeds K"),
+    (["sweep", "bias-correction", "--grid", "lr=1", "--grid", "lr=2"], "--grid lr given twice"),
+    (["sweep", "bias-correction", "--workers", "0"], "--workers: expected a positive integer"),
+    (["sweep", "bias-correction", "--seeds", "0"], "--seeds: expected a positive integer"),
+    (["sweep", "bias-correction", "--retries", "-1"], "--retries: expected an integer >= 0"),
+    (["sweep", "bias-correction", "--executor", "bogus"], "invalid choice: 'bogus'"),
+    (["sweep", "bias-correction", "--ray-address", "h:1"], "--ray-address needs --executor ray"),
+    (["sweep", "bias-correction", "--executor", "sequential", "--workers", "2"], "drop --workers"),
+    (["sweep", "bias-correction", "--out", "{file}"], "is not a folder"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD, ids=[" ".join(a[1:]) for a, _ in BAD])
+def test_bad_invocation_is_one_line_exit_2_and_writes_nothing(
+    argv: list[str],
+    message: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    afile = tmp_path / "afile.txt"
+    afile.write_text("x")
+    monkeypatch.chdir(tmp_path)
+    argv = [a.replace("{file}", str(afile)) for a in argv]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("dltricks: error: ")
+    assert message in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile.txt"], "nothing written"
+
+
+def test_ray_asked_for_without_ray_names_the_extra(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A None entry in sys.modules makes `import ray` raise ImportError, as if not installed.
+    monkeypatch.setitem(sys.modules, "ray", None)
+    out = tmp_path / "runs"
+    argv = ["sweep", "bias-correction", "--executor", "ray", "--out", str(out)]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip().splitlines() == [
+        "dltricks: error: --executor ray needs Ray, which is not installed: "
+        "pip install dltricks[ray]"
+    ]
+    assert not out.exists()
+
+
+def test_a_sweep_prints_one_row_per_run_and_exit_1_if_one_failed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "sweep",
+        *tiny_grid_args("0.001,0.01"),
+        "--seeds",
+        "1",
+        "--executor",
+        "sequential",
+        "--retries",
+        "0",
+        "--out",
+        str(tmp_path),
+    ]
+    assert main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    ids = [s.run_id for s in expand(tiny_sweep([0.001, 0.01], seeds=1))]
+    header, *rows, total, store = out
+    # The summary's first numeric field (by name) is the headline column.
+    assert header.split()[:6] == [
+        "run",
+        "id",
+        "settings",
+        "status",
+        "max_step_over_lr_corrected",
+        "seconds",
+    ]
+    assert [r.split()[0] for r in rows] == ids
+    assert all(" done " in r for r in rows)
+    assert total.startswith("2 runs: 2 done (0 already in the store), 0 failed")
+    assert store == f"store: {tmp_path.resolve() / 'sweep-bias-correction.sqlite'}"
+    assert [r.status for r in read_rows(tmp_path / "sweep-bias-correction.sqlite", ids)] == [
+        "done",
+        "done",
+    ]
+
+    # The same grid plus a failing value: the two done runs are skipped, the new one fails.
+    assert main(_with_bogus(argv)) == 1
+    captured = capsys.readouterr()
+    assert "4 runs: 2 done (2 already in the store), 2 failed" in captured.out
+    failed = [line for line in captured.err.splitlines() if line.startswith("failed: ")]
+    assert len(failed) == 2
+    assert all("ValueError: unknown problem 'bogus'" in line for line in failed)
+
+
+def _with_bogus(argv: list[str]) -> list[str]:
+    """``argv`` with the problems grid extended by a value that makes the run raise."""
+    i = argv.index('problems=["noisy"]')
+    return [*argv[:i], 'problems=["noisy"],["bogus"]', *argv[i + 1 :]]
