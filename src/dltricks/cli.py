@@ -114,6 +114,31 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="every optimizer trains one MLP on digits (~20 s)")
     demo.add_argument("--epochs", type=_positive_int, default=5)
     demo.add_argument("--seed", type=_non_negative_int, default=0)
+
+    sweep = commands.add_parser(
+        "sweep", help="run a grid of settings x seeds of one experiment in parallel"
+    )
+    sweep.add_argument("name", help="experiment name (see `dltricks list`)")
+    sweep.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
+        help="values of one setting to sweep (repeatable; each value JSON or text)",
+    )
+    sweep.add_argument("--quick", action="store_true", help="the experiment's quick size")
+    sweep.add_argument("--seeds", type=_positive_int, default=1, help="seeds per grid point (1)")
+    sweep.add_argument("--seed", type=_non_negative_int, default=0, help="first seed (0)")
+    sweep.add_argument(
+        "--executor", choices=("local", "ray", "sequential"), default="local", help="(local)"
+    )
+    sweep.add_argument("--workers", type=_positive_int, help="parallel runs (the cores)")
+    sweep.add_argument("--ray-address", help="join this Ray cluster (default: start one here)")
+    sweep.add_argument(
+        "--retries", type=_non_negative_int, default=2, help="extra attempts per failed run (2)"
+    )
+    sweep.add_argument("--out", type=Path, default=Path("runs"), help="output root (./runs)")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -250,6 +275,83 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from dltricks.lab.registry import get_experiment
+    from dltricks.sweep import (
+        ExecutorError,
+        SweepSpec,
+        SweepSpecError,
+        expand,
+        headline_metric,
+        make_executor,
+        parse_grid_item,
+        run_sweep,
+    )
+    from dltricks.sweep.executors import check_executor
+    from dltricks.sweep.progress import sweep_progress
+
+    # Validate everything before anything starts or is written.
+    try:
+        get_experiment(args.name)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    grid: dict[str, list[Any]] = {}
+    try:
+        for item in args.grid:
+            key, values = parse_grid_item(item)
+            if key in grid:
+                raise UsageError(f"--grid {key} given twice; list all its values in one --grid")
+            grid[key] = values
+        check_executor(args.executor, workers=args.workers, ray_address=args.ray_address)
+        sweep = SweepSpec(args.name, grid, seeds=args.seeds, seed=args.seed, quick=args.quick)
+        specs = expand(sweep)
+    except (SweepSpecError, ExecutorError) as error:
+        raise UsageError(str(error)) from None
+    _check_out(args.out)
+    executor = make_executor(args.executor, workers=args.workers, ray_address=args.ray_address)
+    try:
+        with executor, sweep_progress(enabled=not args.quiet, title=args.name) as progress:
+            outcome = run_sweep(
+                sweep,
+                out_root=args.out,
+                executor=executor,
+                retries=args.retries,
+                progress=progress,
+                specs=specs,
+            )
+    except KeyboardInterrupt:
+        print("dltricks: interrupted; run the same command to finish the sweep", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    headline = headline_metric(outcome.rows)
+    header = ["run id", "settings", "status", headline or "", "seconds"]
+    table = [header]
+    for spec, row in zip(outcome.specs, outcome.rows, strict=True):
+        value = (row.metrics or {}).get("summary", {}).get(headline) if headline else None
+        table.append(
+            [
+                row.id,
+                spec.label(),
+                row.status if row.status == "done" else f"{row.status} ({row.attempts}x)",
+                f"{value:.6g}" if isinstance(value, int | float) else "",
+                f"{row.duration:.1f}" if row.duration is not None else "",
+            ]
+        )
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    for line in table:
+        print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+    failed = outcome.failed
+    for row in failed:
+        last = (row.error or "").strip().splitlines()[-1:] or ["(no error text)"]
+        print(f"failed: {row.id}: {last[0]}", file=sys.stderr)
+    print(
+        f"{len(outcome.rows)} runs: {len(outcome.rows) - len(failed)} done "
+        f"({outcome.skipped} already in the store), {len(failed)} failed; "
+        f"{outcome.seconds:.1f} s on {args.executor}"
+    )
+    print(f"store: {outcome.store_path}")
+    return 1 if failed else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dltricks`` console script; returns the exit status."""
     from dltricks.data import CorruptFileError, DatasetFileNotFoundError, IDXFormatError
@@ -268,6 +370,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_report(args)
         if args.command == "demo":
             return _cmd_demo(args)
+        if args.command == "sweep":
+            return _cmd_sweep(args)
         raise UsageError(f"unknown command {args.command!r}")
     except UsageError as error:
         print(f"dltricks: error: {error}", file=sys.stderr)
