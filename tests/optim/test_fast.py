@@ -384,3 +384,34 @@ def test_a_copied_optimizer_keeps_its_policies_and_lays_out_its_own_buffers() ->
         twin.step()
     assert all(not torch.equal(p, q) for p, q in zip(twin_params, before, strict=True))
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before, strict=True))
+
+
+def _warmup_by_branch() -> ours.Transform:
+    """Python control flow on the step count: fine eagerly, not traceable into one graph."""
+
+    def update(u: torch.Tensor, param: torch.Tensor, hyper: Hyper) -> torch.Tensor:
+        return u * 0.1 if hyper["step"] <= 3 else u
+
+    return ours.stateless("warmup_by_branch", update)
+
+
+def test_a_chain_that_does_not_compile_falls_back_to_eager() -> None:
+    chain = ours.chain(_warmup_by_branch(), b.scale_by_learning_rate())
+    with default_dtype(torch.float64):
+        fast_model, eager_model = make_model(), make_model()
+        with pytest.warns(RuntimeWarning, match="fast path unavailable"):
+            train(lambda ps: ours.ChainOptimizer(ps, chain, lr=0.1, fast=True), fast_model, lr=0.1)
+        train(lambda ps: ours.ChainOptimizer(ps, chain, lr=0.1, fast=False), eager_model, lr=0.1)
+    for p, q in zip(fast_model.parameters(), eager_model.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_frozen_parameters_get_no_state_buffers() -> None:
+    with default_dtype(torch.float64):
+        model = make_model()
+        model[0].weight.requires_grad_(False)
+        opt = ours.Adam(model.parameters(), lr=1e-2, fast=True)
+        train(lambda ps: opt, model, lr=1e-2, steps=2, optimizer=opt)
+    plan = _flat(opt).plans[0]
+    assert [p is model[0].weight for p in plan.eager] == [True]
+    assert len(opt.state[model[0].weight]) == 0

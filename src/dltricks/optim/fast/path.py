@@ -116,6 +116,8 @@ class FlatPath:
     def _eligible(p: Tensor, ours: bool) -> bool:
         if p.dtype not in FAST_DTYPES or p.device.type not in FAST_DEVICES:
             return False
+        if not p.requires_grad:
+            return False  # frozen: it never gets a gradient, so it needs no state buffers
         if p.layout != torch.strided or not p.is_contiguous() or p.numel() == 0:
             return False
         if p.grad is not None and p.grad.is_sparse:
@@ -244,6 +246,8 @@ class FlatPath:
                 bucket.run_fused(a, b, item.hyper_tensors)
                 return
             except Exception:
+                if bucket.fused.failure is None:
+                    raise  # not the compiler: the eager path would fail the same way
                 self._warn_once(("run", id(bucket.fused)), bucket.fused.failure)
         for i in range(a, b):
             bucket.run_eager(i, item.hyper)
