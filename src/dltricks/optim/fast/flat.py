@@ -119,6 +119,10 @@ class Bucket:
         self.state_dicts: list[dict[str, Any]] = []
         self.ptrs: list[int] = []
         self._hooks: list[Any] = []
+        # What is_bound watches: (state dict, key, slice) of exposed parameters, and the
+        # state dicts that must stay empty; rebuilt when a parameter is first exposed.
+        self._watch: list[tuple[dict[str, Any], str, Tensor]] | None = None
+        self._unexposed: list[dict[str, Any]] = []
         interned: dict[tuple[Any, ...], int] = {}
         for i, p in enumerate(params):
             self._bind(i, p, state, hyper, interned)
@@ -202,20 +206,24 @@ class Bucket:
         """
         if state is not self.owner_state:
             return False
-        ptrs = self.ptrs
-        for i, p in enumerate(self.params):
-            if p.data_ptr() != ptrs[i]:
+        if [p.data_ptr() for p in self.params] != self.ptrs:
+            return False
+        if self._watch is None:
+            self._watch = [
+                (st, key, view)
+                for st, entries, exposed in zip(
+                    self.state_dicts, self.state_alias, self.exposed, strict=True
+                )
+                if exposed
+                for key, view in entries.items()
+            ]
+            self._unexposed = [
+                st for st, e in zip(self.state_dicts, self.exposed, strict=True) if not e
+            ]
+        for st, key, view in self._watch:
+            if st.get(key) is not view:
                 return False
-        for st, entries, exposed in zip(
-            self.state_dicts, self.state_alias, self.exposed, strict=True
-        ):
-            if exposed:
-                for key, view in entries.items():
-                    if st.get(key) is not view:
-                        return False
-            elif st:
-                return False
-        return True
+        return not any(self._unexposed)
 
     def release(self) -> None:
         """Remove the autograd hooks (the bucket is being replaced)."""
@@ -238,20 +246,22 @@ class Bucket:
 
     def gather_grads(self) -> list[bool]:
         """Which parameters have a gradient now; copies user-assigned gradients in."""
-        present = []
-        for i, p in enumerate(self.params):
+        present = self.present
+        out = []
+        for i, (p, alias_) in enumerate(zip(self.params, self.grad_alias, strict=True)):
             g = p.grad
-            if g is None:
-                present.append(False)
-                continue
-            if g is not self.grad_alias[i]:
+            if g is alias_:
+                out.append(present[i])
+            elif g is None:
+                out.append(False)
+            else:
                 if g.is_sparse:
                     raise ValueError("sparse gradients are not supported by dltricks optimizers")
-                self.grad_alias[i].copy_(g)
-                p.grad = self.grad_alias[i]
-                self.present[i] = True
-            present.append(self.present[i])
-        return present
+                alias_.copy_(g)
+                p.grad = alias_
+                present[i] = True
+                out.append(True)
+        return out
 
     def runs(self, present: list[bool]) -> list[tuple[int, int]]:
         """Maximal ranges ``[a, b)`` of adjacent present parameters sharing a label."""
@@ -312,13 +322,21 @@ class Bucket:
         self.labels[i] = next(_labels)
 
     def _advance(self, indices: range, t: int) -> None:
-        fresh: dict[int, int] = {}
-        for i in indices:
-            self.steps[i] = t
-            self.labels[i] = fresh.setdefault(self.labels[i], next(_labels))
-            if not self.exposed[i]:
-                self.state_dicts[i].update(self.state_alias[i])
-                self.exposed[i] = True
+        if len(indices) == len(self.params):  # one run holds one label
+            # The usual step: the whole bucket moves together and keeps one label.
+            self.steps = [t] * len(indices)
+            self.labels = [next(_labels)] * len(indices)
+        else:
+            fresh: dict[int, int] = {}
+            for i in indices:
+                self.steps[i] = t
+                self.labels[i] = fresh.setdefault(self.labels[i], next(_labels))
+        if not all(self.exposed):
+            for i in indices:
+                if not self.exposed[i]:
+                    self.state_dicts[i].update(self.state_alias[i])
+                    self.exposed[i] = True
+            self._watch = None
 
 
 def _remove_hooks(hooks: list[Any]) -> None:
