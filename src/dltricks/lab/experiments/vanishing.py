@@ -73,8 +73,8 @@ def _build(ctx: RunContext, data: SplitDataset, activation: str, seed: int) -> M
 def _probe(model: MLP, data: SplitDataset) -> dict[str, Any]:
     """Per-layer gradient norms and activation statistics of one full-batch pass."""
     model.train()
-    # Only the hidden Linear layers and the output layer: Maxout-free MLPs have no other
-    # weights, and PReLU slopes are not part of the vanishing picture.
+    # GradientNorms watches the Linear layers (hidden ones, then the output layer), which
+    # hold every weight of these MLPs.
     with GradientNorms(model) as grads, ActivationStats(model) as acts:
         model.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(data.x_train), data.y_train)
@@ -85,8 +85,8 @@ def _probe(model: MLP, data: SplitDataset) -> dict[str, Any]:
         "loss": float(loss.detach()),
         "grad_norms": norms,
         "vanishing_ratio": grads.vanishing_ratio("weight"),
-        "activation_mean": [v for v in acts.per_layer("mean").values()],
-        "activation_std": [v for v in acts.per_layer("std").values()],
+        "activation_mean": list(acts.per_layer("mean").values()),
+        "activation_std": list(acts.per_layer("std").values()),
     }
 
 
