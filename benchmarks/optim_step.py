@@ -29,6 +29,7 @@ import functools
 import gc
 import os
 import platform
+import random
 import statistics
 import sys
 import tempfile
@@ -172,10 +173,12 @@ def _bench(spec: Spec, size: str, rounds: int, with_eager: bool) -> Row:
     for step in modes.values():  # warm-up: state allocation, first-touch page faults
         step()
     times: dict[str, list[float]] = {name: [] for name in modes}
-    for r in range(rounds):
+    shuffle = random.Random(len(times))
+    for _ in range(rounds):
         order = list(modes.items())
-        if r % 2:
-            order.reverse()  # interleave, and alternate who goes first
+        # Interleave in a fresh order each round: what ran just before a mode (and what it
+        # left in the caches) changes from round to round instead of biasing one mode.
+        shuffle.shuffle(order)
         for name, step in order:
             times[name].append(_timed(step))
     fast.nonfinite = "ignore"  # type: ignore[attr-defined]
@@ -393,9 +396,10 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{share:.0%} ({s})" for s, share in probe_checks.items())
         + " of the parameter bytes",
         "",
-        "Median step time in ms, modes interleaved round by round. *dltricks fast* uses the",
-        'default non-finite policy ("raise": one extra read of the gradients); *fast, no finite',
-        'check* is `nonfinite="ignore"`, the same work as torch\'s modes. *fast/ref* compares',
+        "Median step time in ms, modes interleaved in a shuffled order each round. *dltricks",
+        'fast* uses the default non-finite policy ("raise": one extra read of the gradients);',
+        '*fast, no finite check* is `nonfinite="ignore"`, the same work as torch\'s modes.',
+        "*fast/ref* compares",
         "the latter with torch's fused mode, else pytorch-optimizer (Lion), else torch's fastest",
         "mode. *first step*: compilation (inductor cache as found) plus laying out the flat",
         "buffers. *peak extra mem*: growth of peak RSS during one fast step after warm-up, as a",

@@ -26,6 +26,8 @@ are in ``benchmarks/results/optim_step_cpu.md``):
   run on both paths). In float32 the compiled kernel rounds like the eager operations; after
   100 steps the largest difference measured was a few float32 ulp on about 1% of the elements
   (see the float32 section of the results).
+* **non-finite values** under ``nonfinite="ignore"`` may propagate differently: the kernel
+  computes Lion's ``sign(NaN)`` as 0 where the eager path gives NaN.
 * **finite check**: the default ``nonfinite="raise"`` reads the gradients once more (a sum,
   confirmed elementwise only when it is not finite), 4 bytes per parameter on top of the
   step's 12-28; ``nonfinite="ignore"`` skips it.
