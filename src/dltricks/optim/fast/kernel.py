@@ -119,6 +119,10 @@ def analyse(transform: Transform, hyper: Mapping[str, Scalar]) -> Layout | str:
         parts = [_probe_run(transform, hyper, 0, half), _probe_run(transform, hyper, half, None)]
     except _NotFusableError as reason:
         return str(reason)
+    except KeyError:
+        raise  # a hyperparameter the group lacks: the eager path would fail the same way
+    except Exception as error:  # a user block that needs its real parameter's shape...
+        return f"the probe run failed ({type(error).__name__}: {error})"
     param, state, updates, read = whole
     tensor_keys, scalar_keys = [], []
     for key, value in state.items():
