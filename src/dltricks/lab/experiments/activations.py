@@ -126,6 +126,10 @@ def _by_activation(records: list[dict[str, Any]], activation: str) -> list[dict[
     return [r for r in records if r["activation"] == activation]
 
 
+def _diverged(rows: list[dict[str, Any]]) -> int:
+    return sum(1 for r in rows if r["stop_reason"] == "diverged")
+
+
 def _mean(values: list[float]) -> float:
     finite = [v for v in values if v is not None and math.isfinite(v)]
     return sum(finite) / len(finite) if finite else float("nan")
@@ -166,11 +170,19 @@ def _plot_accuracy(ctx: RunContext, records: list[dict[str, Any]], chance: float
     ax_bar.grid(alpha=0.3, axis="y")
     for i, name in enumerate(names):
         rows = _by_activation(records, name)
-        length = min(len(r["curve_train_accuracy"]) for r in rows)
-        curve = [_mean([r["curve_train_accuracy"][e] for r in rows]) for e in range(length)]
+        # A diverged run stops early: average the seeds still running at each epoch.
+        length = max(len(r["curve_train_accuracy"]) for r in rows)
+        curve = [
+            _mean(
+                [r["curve_train_accuracy"][e] for r in rows if e < len(r["curve_train_accuracy"])]
+            )
+            for e in range(length)
+        ]
+        diverged = _diverged(rows)
+        label = f"{name} ({diverged} diverged)" if diverged else name
         # Ten colours in the cycle: dash the lines of an eleventh activation onward.
         style = "--" if i >= 10 else "-"
-        ax_curve.plot(range(1, length + 1), curve, style, color=f"C{i % 10}", label=name)
+        ax_curve.plot(range(1, length + 1), curve, style, color=f"C{i % 10}", label=label)
     ax_curve.axhline(chance, color="grey", linestyle=":")
     ax_curve.set_xlabel("epoch")
     ax_curve.set_ylabel("training accuracy (mean over seeds)")
@@ -253,6 +265,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
             "train_accuracy": _mean([r["train_accuracy"] for r in rows]),
             "test_accuracy": _mean([r["test_accuracy"] for r in rows]),
             "seeds_reaching_threshold": sum(1 for f in fast if f is not None),
+            "diverged_seeds": _diverged(rows),
             "mean_epochs_to_threshold": _mean([f for f in fast if f is not None]),
         }
     ranked = sorted(per_activation, key=lambda a: -per_activation[a]["test_accuracy"])
@@ -269,6 +282,12 @@ def run(ctx: RunContext) -> dict[str, Any]:
                 f" (chance {chance:.2f}) while the lowest other is {worst}'s "
                 f"{per_activation[worst]['train_accuracy']:.3f}"
             )
+    diverged = {a: s["diverged_seeds"] for a, s in per_activation.items() if s["diverged_seeds"]}
+    if diverged:
+        parts.append(
+            "diverged (loss not finite): "
+            + ", ".join(f"{a} {n}/{len(ctx.seeds)} seeds" for a, n in diverged.items())
+        )
     reached = [a for a in per_activation if per_activation[a]["seeds_reaching_threshold"]]
     if reached:
         fastest = min(reached, key=lambda a: per_activation[a]["mean_epochs_to_threshold"])
