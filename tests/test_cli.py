@@ -24,6 +24,7 @@ BAD_INVOCATIONS: list[tuple[list[str], str]] = [
     (["run", "depth", "--seed", "-1"], "--seed: expected an integer >= 0, got -1"),
     (["run", "depth", "--seed", "abc"], "--seed: expected an integer >= 0, got 'abc'"),
     (["run", "depth", "--seed"], "--seed: expected one argument"),
+    (["run", "depth", "--threads", "0"], "--threads: expected a positive integer, got 0"),
     (["run", "depth", "--device", "tpu", "--quick"], "unknown device 'tpu'"),
     (["run", "depth", "--device", "", "--quick"], "unknown device ''"),
     (["run", "depth", "--set", "widht=3", "--quick"], "has no setting 'widht'"),

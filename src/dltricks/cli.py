@@ -65,6 +65,13 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, help="folder with MNIST/Fashion-MNIST IDX files")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (cpu)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=1,
+        help="torch threads (1: the lab's models are small, and results are bit-identical "
+        "only for the same thread count)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,6 +194,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         overrides=overrides,
     )
+    import torch
+
+    torch.set_num_threads(args.threads)
     with progress_bar(enabled=not args.quiet, title=args.name) as bar:
         outcome = run_experiment(
             args.name,
