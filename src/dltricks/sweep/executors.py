@@ -12,6 +12,7 @@ reductions, so they must match). Workers return results; only the driver writes 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -78,6 +79,16 @@ def _scalars(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if v is None or isinstance(v, str | int | float)}
 
 
+def _one_blas_thread() -> contextlib.AbstractContextManager[Any]:
+    """BLAS/OpenMP pools at one thread for the run (Ray's workers get this from
+    ``OMP_NUM_THREADS=1``; a process pool or this process would otherwise use every core)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # scikit-learn brings it; without it torch's own setting still holds
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1)
+
+
 def execute_run(task: RunTask) -> RunResult:
     """Run one sweep run with one torch thread; never raises (errors become a failed result).
 
@@ -89,6 +100,7 @@ def execute_run(task: RunTask) -> RunResult:
 
     from dltricks.lab.runner import run_experiment
 
+    stack = contextlib.ExitStack()
     started = time.time()
     clock = time.perf_counter()
     host = socket.gethostname()
@@ -96,6 +108,7 @@ def execute_run(task: RunTask) -> RunResult:
     torch.set_num_threads(1)
     spec = task.spec
     try:
+        stack.enter_context(_one_blas_thread())
         outcome = run_experiment(
             spec["experiment"],
             out_root=Path(task.out_dir),
@@ -123,6 +136,7 @@ def execute_run(task: RunTask) -> RunResult:
         ok, metrics = False, None
         error = "".join(traceback.format_exception(exc)).strip()[-4000:]
     finally:
+        stack.close()
         torch.set_num_threads(threads)
     return RunResult(
         task.run_id, ok, metrics, error, started, time.time(), time.perf_counter() - clock, host

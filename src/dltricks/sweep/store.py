@@ -110,9 +110,11 @@ class SweepStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = _connect(self.path)
         self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: a committed run survives even a power cut; a few ms per run is nothing next to
-        # a training run.
-        self._db.execute("PRAGMA synchronous=FULL")
+        # NORMAL in WAL mode: a committed transaction survives the death of this process
+        # (SIGKILL included) and the file is never corrupt; only a power cut can lose the last
+        # few commits, whose runs then run again. FULL fsyncs every commit: measured 12.8 ms
+        # against 0.17 ms per run here, which would cap a cluster's throughput.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
