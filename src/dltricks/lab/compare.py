@@ -59,6 +59,7 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
 from torch import nn
 
 from dltricks.data import SplitDataset
@@ -416,7 +417,7 @@ class Comparison:
             color = self.color(name)
             ax.plot(epochs, mean, color=color, label=f"{name} (lr {self.chosen_lr[name]:.3g})")
             ax.fill_between(epochs, lo, hi, color=color, alpha=0.15, linewidth=0)
-        ax.set_yscale("log")
+        _log_axis(ax.yaxis)
         ax.set_xlabel("epoch")
         ax.set_ylabel("training loss (mean; band: min-max over seeds)")
         ax.grid(alpha=0.3, which="both")
@@ -484,7 +485,7 @@ class Comparison:
             ax.axhline(top, color="grey", linestyle=":", linewidth=0.8)
             ax.annotate("diverged", (0.01, top), xycoords=("axes fraction", "data"), fontsize=7)
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        _log_axis(ax.yaxis)
         ax.set_xlabel("learning rate")
         ax.set_ylabel(f"final {'training' if split == 'train' else 'validation'} loss")
         ax.grid(alpha=0.3, which="both")
@@ -517,6 +518,19 @@ class Comparison:
         fig.suptitle(f"Sensitivity to the learning rate (circle: chosen)\n{title}", fontsize=9)
         paths.append(_save(fig, folder / f"{prefix}sensitivity.png"))
         return paths
+
+
+def _log_axis(axis: Any) -> None:
+    """Log scale with plain numbers ("0.3", "2") instead of "3x10^-1" on a loss axis.
+
+    Minor ticks are labelled only when the data span under 1.5 decades (else they crowd).
+    """
+    axis.axes.set_yscale("log")
+    plain = FuncFormatter(lambda value, _: f"{value:.3g}")
+    axis.set_major_formatter(plain)
+    low, high = axis.axes.get_ylim()
+    few_decades = low > 0 and math.log10(high / low) < 1.5
+    axis.set_minor_formatter(plain if few_decades else NullFormatter())
 
 
 def _save(fig: Figure, path: Path) -> Path:
