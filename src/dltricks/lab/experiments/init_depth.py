@@ -135,8 +135,9 @@ def _plot_training(ctx: RunContext, records: list[dict[str, Any]], chance_loss: 
                 ax = axes[row_ax][col]
                 for r in rows:
                     ax.plot(range(1, len(r[key]) + 1), r[key], color=f"C{i}", alpha=0.3, lw=0.8)
-                length = min(len(r[key]) for r in rows)
-                mean = [_mean([r[key][e] for r in rows]) for e in range(length)]
+                # A diverged run stops early: average the seeds still running.
+                length = max(len(r[key]) for r in rows)
+                mean = [_mean([r[key][e] for r in rows if e < len(r[key])]) for e in range(length)]
                 ax.plot(range(1, length + 1), mean, color=f"C{i}", label=_label(activation, init))
         axes[0][col].axhline(chance_loss, color="grey", linestyle=":", label="chance (ln C)")
         axes[0][col].set_yscale("log")
