@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,29 @@ def _with_bogus(argv: list[str]) -> list[str]:
     """``argv`` with the problems grid extended by a value that makes the run raise."""
     i = argv.index('problems=["noisy"]')
     return [*argv[:i], 'problems=["noisy"],["bogus"]', *argv[i + 1 :]]
+
+
+def test_a_ray_cluster_that_cannot_be_joined_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(**options: object) -> None:
+        raise ConnectionError("Could not find any running Ray instance at h:1.\nmore text")
+
+    fake = types.SimpleNamespace(is_initialized=lambda: False, init=refuse)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    argv = [
+        "sweep",
+        *tiny_grid_args("0.001"),
+        "--executor",
+        "ray",
+        "--ray-address",
+        "h:1",
+        "--out",
+        str(tmp_path),
+    ]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines() == [
+        "dltricks: error: cannot join the Ray cluster at h:1: "
+        "Could not find any running Ray instance at h:1."
+    ]

@@ -347,10 +347,15 @@ class RayExecutor(Executor):
                 "log_to_driver": False,
                 "logging_level": logging.WARNING,
             }
-            if self._address is not None:
-                ray.init(address=self._address, **options)
-            else:
-                ray.init(num_cpus=self._requested or default_workers(), **options)
+            try:
+                if self._address is not None:
+                    ray.init(address=self._address, **options)
+                else:
+                    ray.init(num_cpus=self._requested or default_workers(), **options)
+            except Exception as error:  # Ray raises several kinds; the user needs one line
+                where = f"join the Ray cluster at {self._address}" if self._address else "start Ray"
+                first = str(error).strip().splitlines()[:1] or [type(error).__name__]
+                raise ExecutorError(f"cannot {where}: {first[0]}") from None
             self._owns = True
         if not self._requested:
             self._workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
