@@ -329,6 +329,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                 progress=progress,
                 specs=specs,
             )
+    except ExecutorError as error:  # e.g. a Ray cluster that cannot be joined
+        raise UsageError(str(error)) from None
     except KeyboardInterrupt:
         print("dltricks: interrupted; run the same command to finish the sweep", file=sys.stderr)
         return EXIT_INTERRUPTED
