@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 report: $(STAMP)
-	$(VENV)/bin/dltricks demo
+	$(VENV)/bin/dltricks report --quick
 
-demo: report
+demo: $(STAMP)
+	$(VENV)/bin/dltricks demo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
