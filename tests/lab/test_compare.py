@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import sqlite3
 from dataclasses import fields, replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +23,7 @@ from dltricks.lab.compare import (
 )
 from dltricks.lab.results import canonical_json
 from dltricks.optim import SGD, Adam
+from dltricks.sweep import read_rows, store_unit
 from dltricks.train import TrainConfig
 
 CONFIG = TrainConfig(epochs=3, batch_size=256)
@@ -237,3 +240,101 @@ def test_bad_arguments(digits: SplitDataset) -> None:
     no_val = replace(digits, x_val=digits.x_val[:0], y_val=digits.y_val[:0])
     with pytest.raises(ValueError, match="validation"):
         compare_optimizers(_logistic, no_val, SPECS, CONFIG)
+
+
+# -- the comparison on a SQLite store (dltricks.sweep.store_unit) ------------------------------
+
+SMALL = [
+    OptimizerSpec("SGD", lambda p, lr: SGD(p, lr=lr), (0.01, 0.1)),
+    OptimizerSpec("Adam", lambda p, lr: Adam(p, lr=lr), (1e-3, 1e-2)),
+]
+# 2 + 2 tuning runs on seed 0, then 2 optimizers x 2 seeds at the chosen rates.
+SMALL_UNITS = 8
+
+
+def _small(data: SplitDataset, **kwargs: Any) -> Comparison:
+    return compare_optimizers(_logistic, data, SMALL, CONFIG, seeds=SEEDS, **kwargs)
+
+
+def _integrity(path: Path) -> str:
+    db = sqlite3.connect(path)
+    try:
+        return str(db.execute("PRAGMA integrity_check").fetchone()[0])
+    finally:
+        db.close()
+
+
+@pytest.fixture(scope="module")
+def direct(digits: SplitDataset) -> Comparison:
+    """The small comparison without any store: the reference for the stored ones."""
+    return _small(digits, label="small")
+
+
+def test_a_stored_comparison_reruns_nothing_and_gives_the_same_tables(
+    digits: SplitDataset, direct: Comparison, tmp_path: Path
+) -> None:
+    path = tmp_path / "my-comparison.sqlite"
+    first_unit = store_unit(path)
+    first = _small(digits, unit=first_unit, label="small")
+    assert len(first_unit.ran) == SMALL_UNITS
+    # Nothing diverges here, so the JSON round trip changes no value: same as without a store.
+    assert first.to_markdown() == direct.to_markdown()
+    assert first.records == direct.records
+
+    second_unit = store_unit(path)
+    second = _small(digits, unit=second_unit, label="small")
+    assert second_unit.ran == [], "every run was read back from the store"
+    assert second.to_markdown() == first.to_markdown()
+    assert second.records == first.records
+
+    rebuilt = Comparison.from_store(path)
+    assert rebuilt.records == first.records
+    assert rebuilt.to_markdown() == first.to_markdown()
+    assert (rebuilt.grids, rebuilt.label, rebuilt.setup) == (first.grids, "small", first.setup)
+
+    rows = read_rows(path)
+    assert len(rows) == SMALL_UNITS
+    assert {r.status for r in rows} == {"done"}
+    assert {r.spec["unit"] for r in rows} == {"my-comparison"}
+    assert sorted(r.attempts for r in rows) == [1] * SMALL_UNITS
+    assert _integrity(path) == "ok"
+
+
+def test_an_interrupted_stored_comparison_resumes_with_only_the_missing_runs(
+    digits: SplitDataset, direct: Comparison, tmp_path: Path
+) -> None:
+    path = tmp_path / "runs.sqlite"
+    done_before_kill = 3
+    stored = store_unit(path, name="small")
+    computed = 0
+
+    def killed_after_k(key: dict[str, Any], compute: Any) -> dict[str, Any]:
+        def maybe() -> dict[str, Any]:
+            nonlocal computed
+            if computed == done_before_kill:
+                raise RuntimeError("killed midway")
+            computed += 1
+            result: dict[str, Any] = compute()
+            return result
+
+        return stored(key, maybe)
+
+    with pytest.raises(RuntimeError, match="killed midway"):
+        _small(digits, unit=killed_after_k)
+    rows = read_rows(path)
+    assert sorted(r.status for r in rows) == ["done"] * done_before_kill + ["failed"]
+    assert "RuntimeError: killed midway" in next(r.error or "" for r in rows if r.error)
+    with pytest.raises(ValueError, match="no finished unit group 'small'"):
+        Comparison.from_store(path, name="small")
+
+    resumed_unit = store_unit(path, name="small")
+    resumed = _small(digits, unit=resumed_unit, label="small")
+    assert len(resumed_unit.ran) == SMALL_UNITS - done_before_kill
+    assert resumed.records == direct.records
+    assert resumed.to_markdown() == direct.to_markdown()
+    assert Comparison.from_store(path, name="small").records == direct.records
+    rows = read_rows(path)
+    assert len(rows) == SMALL_UNITS
+    assert {r.status for r in rows} == {"done"}
+    assert sorted(r.attempts for r in rows).count(2) == 1, "the killed run was tried twice"
+    assert _integrity(path) == "ok"

@@ -40,7 +40,15 @@ learning-rate interval around the chosen rate whose validation score stays withi
 
 Every training run goes through ``unit(key, compute)``; by default it just calls ``compute``.
 The lab passes :meth:`dltricks.lab.RunContext.unit`, which stores each run so an interrupted
-comparison resumes. Results are plain records (dicts of JSON values); no pandas needed.
+comparison resumes. Outside the lab, :func:`dltricks.sweep.store_unit` keeps the runs in a
+SQLite store (the sweeps' format): a rerun trains only the runs the store lacks, the runs can
+be queried with :func:`dltricks.sweep.read_rows` or ``sqlite3``, and
+:meth:`Comparison.from_store` rebuilds the comparison without training::
+
+    result = compare_optimizers(..., unit=store_unit("runs/my-comparison.sqlite"))
+    same = Comparison.from_store("runs/my-comparison.sqlite")
+
+Results are plain records (dicts of JSON values); no pandas needed.
 """
 
 from __future__ import annotations
@@ -293,6 +301,42 @@ class Comparison:
     @property
     def optimizers(self) -> tuple[str, ...]:
         return tuple(self.grids)
+
+    def describe(self) -> dict[str, Any]:
+        """Everything but the records, as JSON: what :meth:`from_store` needs besides them."""
+        return {
+            "kind": "optimizer comparison",
+            # Pairs, not a mapping: the store's JSON sorts keys, and the order is the table's.
+            "grids": [[name, list(lrs)] for name, lrs in self.grids.items()],
+            "select_by": self.select_by,
+            "tolerance": self.tolerance,
+            "label": self.label,
+            "setup": self.setup,
+        }
+
+    @classmethod
+    def from_store(cls, path: str | os.PathLike[str], *, name: str | None = None) -> Comparison:
+        """The comparison that ``compare_optimizers(..., unit=store_unit(path, name=name))``
+        returned, rebuilt from the store without training (records in the same order).
+
+        Raises:
+            FileNotFoundError: no store at ``path``.
+            ValueError: the store holds no finished comparison called ``name`` (default: the
+                file's stem).
+        """
+        from dltricks.sweep.units import read_units
+
+        info, records = read_units(Path(path), name=name)
+        if info.get("kind") != "optimizer comparison":
+            raise ValueError(f"the units {name!r} in {path} are not an optimizer comparison")
+        return cls(
+            records,
+            {str(k): tuple(float(lr) for lr in v) for k, v in info["grids"]},
+            info["select_by"],
+            float(info["tolerance"]),
+            label=str(info["label"]),
+            setup=str(info["setup"]),
+        )
 
     def tuning_records(self, optimizer: str | None = None) -> list[dict[str, Any]]:
         return [
@@ -570,8 +614,10 @@ def compare_optimizers(
         select_by: ``"final"`` (validation loss after the last epoch) or ``"best"`` (its
             minimum over epochs).
         tolerance: the relative band of :func:`lr_width`.
-        unit: ``unit(key, compute) -> record``; pass ``ctx.unit`` inside the lab so each run is
-            stored and resumable. Default: call ``compute`` directly.
+        unit: ``unit(key, compute) -> record``; pass ``ctx.unit`` inside the lab, or
+            :func:`dltricks.sweep.store_unit` elsewhere, so each run is stored and resumable.
+            Default: call ``compute`` directly. A unit with a ``describe(info)`` method (as
+            ``store_unit``'s) is given :meth:`Comparison.describe` once every run is done.
         key: extra fields of every run's key (e.g. ``{"model": "mlp"}``), kept in the records.
         device: where to train (default: where ``data`` is).
         label: a name shown in figure titles.
@@ -653,4 +699,8 @@ def compare_optimizers(
         f"[{data.name}, {config.epochs} epochs, {batch}; lr by {select_by} val loss on seed(s) "
         f"{', '.join(map(str, tune))}; {len(seeds)} seeds]"
     )
-    return Comparison(records, grids, select_by, tolerance, label=label, setup=setup)
+    result = Comparison(records, grids, select_by, tolerance, label=label, setup=setup)
+    describe = getattr(run_unit, "describe", None)
+    if callable(describe):
+        describe(result.describe())
+    return result

@@ -3,7 +3,8 @@
 ``expand(SweepSpec(...))`` lists the runs with their stable ids; ``run_sweep(sweep,
 out_root=..., executor=make_executor("local"))`` runs the ones the store does not have;
 ``read_rows(store_path)`` reads the store, also while a sweep writes it. The command line is
-``dltricks sweep NAME --grid key=v1,v2 ...``.
+``dltricks sweep NAME --grid key=v1,v2 ...``. ``store_unit(path)`` gives the comparison helper
+(``compare_optimizers(..., unit=...)``) the same kind of store, so a comparison resumes too.
 """
 
 from dltricks.sweep.executors import (
@@ -15,9 +16,17 @@ from dltricks.sweep.executors import (
     execute_run,
     make_executor,
 )
-from dltricks.sweep.run import SweepOutcome, headline_metric, run_sweep, sweep_paths
+from dltricks.sweep.run import (
+    SweepOutcome,
+    headline_metric,
+    run_sweep,
+    sweep_command,
+    sweep_id,
+    sweep_paths,
+)
 from dltricks.sweep.spec import RunSpec, SweepSpec, SweepSpecError, expand, parse_grid_item
-from dltricks.sweep.store import RunRow, SweepStore, read_rows
+from dltricks.sweep.store import RunRow, SweepStore, read_meta, read_rows
+from dltricks.sweep.units import StoreUnit, read_units, store_unit
 
 __all__ = [
     "EXECUTORS",
@@ -27,6 +36,7 @@ __all__ = [
     "RunRow",
     "RunSpec",
     "RunTask",
+    "StoreUnit",
     "SweepOutcome",
     "SweepSpec",
     "SweepSpecError",
@@ -36,7 +46,12 @@ __all__ = [
     "headline_metric",
     "make_executor",
     "parse_grid_item",
+    "read_meta",
     "read_rows",
+    "read_units",
     "run_sweep",
+    "store_unit",
+    "sweep_command",
+    "sweep_id",
     "sweep_paths",
 ]

@@ -6,6 +6,10 @@ Layout under ``out_root`` for experiment ``NAME``::
     sweep-NAME/.lock           held by the driver: one driver per sweep at a time
     sweep-NAME/<run id>/NAME/  the run's results.json, figures, units
 
+The store also keeps each sweep's description under the meta key ``sweep:<sweep id>``
+(:func:`sweep_meta`): experiment, grid, seeds, the ``dltricks sweep`` command that reproduces it
+and its run ids in grid order, so a report can show the sweep from the store alone.
+
 The driver is the only writer of the store. Runs found ``done`` are skipped; ``failed`` runs
 are tried again while they have used fewer than ``1 + retries`` attempts (across invocations:
 a rerun with a larger ``retries`` gives them more). Killing the driver at any moment leaves
@@ -14,13 +18,16 @@ every finished run recorded; the next invocation runs only the others.
 
 from __future__ import annotations
 
+import json
+import shlex
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
+from dltricks.lab.results import config_hash
 from dltricks.lab.runner import exclusive_lock
 from dltricks.sweep.executors import Executor, RunTask
 from dltricks.sweep.spec import RunSpec, SweepSpec, expand
@@ -32,8 +39,13 @@ __all__ = [
     "SweepProgress",
     "headline_metric",
     "run_sweep",
+    "sweep_command",
+    "sweep_id",
+    "sweep_meta",
     "sweep_paths",
 ]
+
+SWEEP_META = "sweep:"
 
 
 class SweepProgress(Protocol):
@@ -79,6 +91,62 @@ def sweep_paths(out_root: Path, experiment: str) -> tuple[Path, Path]:
     return out_root / f"sweep-{experiment}.sqlite", out_root / f"sweep-{experiment}"
 
 
+def sweep_id(sweep: SweepSpec) -> str:
+    """A stable id of the sweep description (its experiment, grid, seeds and size)."""
+    return config_hash(_description(sweep))
+
+
+def _description(sweep: SweepSpec) -> dict[str, Any]:
+    return {
+        "experiment": sweep.experiment,
+        "grid": sweep.grid,
+        "seeds": sweep.seeds,
+        "seed": sweep.seed,
+        "quick": sweep.quick,
+    }
+
+
+def _grid_value(value: Any) -> str:
+    """``value`` as ``--grid`` reads it back (JSON if it parses, else the text itself)."""
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except json.JSONDecodeError:
+            # Plain text stays plain unless it holds what splits or quotes a value list.
+            if value == value.strip() and value and not any(c in value for c in ',[]{}"\\'):
+                return value
+    return json.dumps(value, separators=(",", ":"))
+
+
+def sweep_command(sweep: SweepSpec) -> str:
+    """The ``dltricks sweep`` command line that describes ``sweep`` (shell-quoted, no ``--out``).
+
+    Every grid value is written so that ``--grid`` parses it back to the same JSON value; the
+    executor is left out because a run's results do not depend on it.
+    """
+    parts = ["dltricks", "sweep", sweep.experiment]
+    if sweep.quick:
+        parts.append("--quick")
+    for key, values in sweep.grid.items():
+        parts += ["--grid", f"{key}={','.join(_grid_value(v) for v in values)}"]
+    if sweep.seeds != 1:
+        parts += ["--seeds", str(sweep.seeds)]
+    if sweep.seed != 0:
+        parts += ["--seed", str(sweep.seed)]
+    return shlex.join(parts)
+
+
+def sweep_meta(sweep: SweepSpec, specs: Sequence[RunSpec]) -> dict[str, Any]:
+    """The store's meta entry of ``sweep``: ``{"sweep:<id>": description}``."""
+    return {
+        SWEEP_META + sweep_id(sweep): {
+            **_description(sweep),
+            "command": sweep_command(sweep),
+            "runs": [s.run_id for s in specs],
+        }
+    }
+
+
 def run_sweep(
     sweep: SweepSpec,
     *,
@@ -113,7 +181,8 @@ def run_sweep(
     with exclusive_lock(runs_dir), SweepStore(store_path) as store:
         store.release_stale()
         store.add_pending(
-            (s.run_id, s.experiment, s.to_json(), str(runs_dir / s.run_id)) for s in specs
+            ((s.run_id, s.experiment, s.to_json(), str(runs_dir / s.run_id)) for s in specs),
+            meta=sweep_meta(sweep, specs),
         )
         by_id = {s.run_id: s for s in specs}
         rows = {r.id: r for r in store.rows(list(by_id))}

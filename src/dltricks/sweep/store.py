@@ -10,6 +10,11 @@ writes, and a killed driver leaves a file SQLite recovers on the next open.
 
 ``attempts`` counts finished attempts (done or failed); a run that was ``running`` when its
 driver died was never finished, so it goes back to ``pending`` without using an attempt.
+
+Beside the rows, a ``meta`` table holds JSON descriptions by key: ``sweep:<id>`` for each sweep
+written into the store (its grid, seeds, the command that reproduces it and its run ids, in
+grid order; see :func:`dltricks.sweep.run.run_sweep`) and ``units:<name>`` for a comparison
+whose training runs went through :func:`dltricks.sweep.units.store_unit`.
 """
 
 from __future__ import annotations
@@ -17,14 +22,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dltricks.lab.results import canonical_json
 
-__all__ = ["STATUSES", "RunRow", "SweepStore", "read_rows"]
+__all__ = ["STATUSES", "RunRow", "SweepStore", "read_meta", "read_rows"]
 
 STATUSES = ("pending", "running", "done", "failed")
 
@@ -44,6 +49,10 @@ CREATE TABLE IF NOT EXISTS runs (
     out_dir TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
 
 
@@ -137,15 +146,77 @@ class SweepStore:
             raise
         db.execute("COMMIT")
 
-    def add_pending(self, runs: Iterable[tuple[str, str, dict[str, Any], str]]) -> None:
-        """Add ``(id, experiment, spec, out_dir)`` rows as pending; existing rows are kept."""
-        self._transaction(
+    def add_pending(
+        self,
+        runs: Iterable[tuple[str, str, dict[str, Any], str]],
+        *,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        """Add ``(id, experiment, spec, out_dir)`` rows as pending; existing rows are kept.
+
+        ``meta`` entries (key -> JSON value) are written in the same transaction, replacing
+        entries of the same key.
+        """
+        rows = (
             (
                 "INSERT OR IGNORE INTO runs (id, experiment, spec, status, out_dir) "
                 "VALUES (?, ?, ?, 'pending', ?)",
                 (run_id, experiment, canonical_json(spec), out_dir),
             )
             for run_id, experiment, spec, out_dir in runs
+        )
+        self._transaction([*rows, *_meta_statements(meta or {})])
+
+    def put_meta(self, entries: dict[str, Any]) -> None:
+        """Write ``entries`` (key -> JSON value) in one transaction, replacing same keys."""
+        self._transaction(_meta_statements(entries))
+
+    def meta(self, prefix: str = "") -> dict[str, Any]:
+        """The meta entries whose key starts with ``prefix``, by key."""
+        return _select_meta(self._db, prefix)
+
+    def record(
+        self,
+        run_id: str,
+        *,
+        experiment: str,
+        spec: dict[str, Any],
+        ok: bool,
+        metrics: dict[str, Any] | None,
+        error: str | None,
+        started: float,
+        finished: float,
+        duration: float,
+        host: str | None,
+    ) -> None:
+        """Insert or update one run with its finished attempt, in one transaction.
+
+        For runs that were never pending (a comparison's units): the row appears complete or
+        not at all. An existing row keeps its place (rowid) and counts one more attempt.
+        """
+        self._transaction(
+            [
+                (
+                    "INSERT INTO runs (id, experiment, spec, status, metrics, error, attempts, "
+                    "started, finished, duration, host) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?) "
+                    "ON CONFLICT (id) DO UPDATE SET experiment=excluded.experiment, "
+                    "spec=excluded.spec, status=excluded.status, metrics=excluded.metrics, "
+                    "error=excluded.error, attempts=runs.attempts+1, started=excluded.started, "
+                    "finished=excluded.finished, duration=excluded.duration, host=excluded.host",
+                    (
+                        run_id,
+                        experiment,
+                        canonical_json(spec),
+                        "done" if ok else "failed",
+                        canonical_json(metrics) if ok and metrics is not None else None,
+                        None if ok else error,
+                        started,
+                        finished,
+                        duration,
+                        host,
+                    ),
+                )
+            ]
         )
 
     def release_stale(self) -> int:
@@ -198,6 +269,22 @@ class SweepStore:
         return _select(self._db, ids)
 
 
+def _meta_statements(entries: dict[str, Any]) -> list[tuple[str, Sequence[Any]]]:
+    return [
+        ("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, canonical_json(value)))
+        for key, value in entries.items()
+    ]
+
+
+def _select_meta(db: sqlite3.Connection, prefix: str) -> dict[str, Any]:
+    # substr, not LIKE: keys may hold '%' or '_'.
+    rows = db.execute(
+        "SELECT key, value FROM meta WHERE substr(key, 1, ?) = ? ORDER BY key",
+        (len(prefix), prefix),
+    )
+    return {r["key"]: json.loads(r["value"]) for r in rows}
+
+
 def _select(db: sqlite3.Connection, ids: Sequence[str] | None) -> list[RunRow]:
     if ids is None:
         return [_row(r) for r in db.execute("SELECT * FROM runs ORDER BY id")]
@@ -211,6 +298,33 @@ def _select(db: sqlite3.Connection, ids: Sequence[str] | None) -> list[RunRow]:
     return [found[i] for i in ids if i in found]
 
 
+_T = TypeVar("_T")
+
+
+def _read(
+    path: str | Path, query: Callable[[sqlite3.Connection], _T], empty: _T, retries: int
+) -> _T:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no sweep store at {path}")
+    for attempt in range(retries):
+        db = _connect(path)
+        try:
+            return query(db)
+        except sqlite3.OperationalError as error:
+            if "no such table" in str(error):
+                # A driver has created the file and not yet its tables, or an older store
+                # without a meta table.
+                return empty
+            # A WAL reader can briefly find the database locked while a checkpoint runs.
+            if "locked" not in str(error) or attempt == retries - 1:
+                raise
+        finally:
+            db.close()
+        time.sleep(0.1)
+    raise AssertionError("unreachable")
+
+
 def read_rows(
     path: str | Path, ids: Sequence[str] | None = None, *, retries: int = 50
 ) -> list[RunRow]:
@@ -219,20 +333,14 @@ def read_rows(
     Raises:
         FileNotFoundError: no store at ``path``.
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no sweep store at {path}")
-    for attempt in range(retries):
-        db = _connect(path)
-        try:
-            return _select(db, ids)
-        except sqlite3.OperationalError as error:
-            if "no such table" in str(error):
-                return []  # a driver has created the file and not yet its table
-            # A WAL reader can briefly find the database locked while a checkpoint runs.
-            if "locked" not in str(error) or attempt == retries - 1:
-                raise
-        finally:
-            db.close()
-        time.sleep(0.1)
-    raise AssertionError("unreachable")
+    return _read(path, lambda db: _select(db, ids), [], retries)
+
+
+def read_meta(path: str | Path, prefix: str = "", *, retries: int = 50) -> dict[str, Any]:
+    """Read a store's meta entries whose key starts with ``prefix`` (read-only, like
+    :func:`read_rows`).
+
+    Raises:
+        FileNotFoundError: no store at ``path``.
+    """
+    return _read(path, lambda db: _select_meta(db, prefix), {}, retries)
