@@ -10,7 +10,7 @@ import torch
 
 import dltricks.optim as ours
 from tests.optim.cases import CASES, OptimizerCase
-from tests.optim.harness import clone, make_model, train
+from tests.optim.harness import clone, default_dtype, make_model, train
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
@@ -131,3 +131,41 @@ def test_state_names_read_as_torch() -> None:
     opt.step()
     assert {"exp_avg", "exp_avg_sq", "max_exp_avg_sq", "step"} <= set(opt.state[param])
     assert float(opt.state[param]["step"]) == 1.0
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["eager", "fast"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_a_skipped_step_is_a_no_op_for_every_optimizer(case: OptimizerCase, fast: bool) -> None:
+    """nonfinite="skip": parameters and state bit-identical, step counts unchanged, and the run
+    goes on exactly as a run that never saw the poisoned step (float64, default config, whose
+    fast kernels the parity tests compile)."""
+    factory = partial(case.ours, lr=case.lr, nonfinite="skip", fast=fast)
+    with default_dtype(torch.float64):
+        poisoned, clean = make_model(), make_model()
+        opt = train(factory, poisoned, lr=case.lr, steps=3)
+        clean_opt = train(factory, clean, lr=case.lr, steps=3)
+        if fast:
+            assert opt._flat is not None  # type: ignore[attr-defined]
+            assert opt._flat.plans[0].buckets, "the fast path fell back to eager"  # type: ignore[attr-defined]
+        params = list(poisoned.parameters())
+        for p in params:
+            p.grad = torch.ones_like(p)
+        params[2].grad[1, 4] = float("nan")  # type: ignore[index]
+        params[3].grad[0] = float("-inf")  # type: ignore[index]
+        before = [p.detach().clone() for p in params]
+        state = [{k: v.clone() for k, v in opt.state[p].items()} for p in params]
+        opt.step()
+        assert opt.skipped_steps == 1  # type: ignore[attr-defined]
+        for p, p0, s0 in zip(params, before, state, strict=True):
+            assert torch.equal(p, p0)
+            assert set(opt.state[p]) == set(s0)
+            for key, value in s0.items():
+                assert torch.equal(opt.state[p][key], value), key
+            assert float(opt.state[p]["step"]) == 3.0
+        train(factory, poisoned, lr=case.lr, steps=2, start=3, optimizer=opt)
+        train(factory, clean, lr=case.lr, steps=2, start=3, optimizer=clean_opt)
+    for p, q in zip(poisoned.parameters(), clean.parameters(), strict=True):
+        assert torch.equal(p, q)
+    for p, q in zip(poisoned.parameters(), clean.parameters(), strict=True):
+        for key, value in clean_opt.state[q].items():
+            assert torch.equal(opt.state[p][key], value), key

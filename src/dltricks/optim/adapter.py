@@ -25,6 +25,7 @@ not elementwise or fail to compile (with a RuntimeWarning), and steps inside an 
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Literal
 
@@ -67,6 +68,11 @@ class ComposedOptimizer(Optimizer):
     """
 
     structural_options: ClassVar[tuple[str, ...]] = ()
+    implied_step: ClassVar[float | None] = None
+    """The step count given to a loaded state that has none, or None to reject such a state.
+
+    ``torch.optim.SGD`` keeps no ``step``; :class:`~dltricks.optim.SGD` sets 1.0 so that torch's
+    SGD checkpoints load (its chain reads ``t`` only to tell the first step from the others)."""
 
     def __init__(
         self,
@@ -190,6 +196,170 @@ class ComposedOptimizer(Optimizer):
                     else:
                         p.grad.requires_grad_(False)
                     p.grad.zero_()
+
+    def load_state_dict(self, state_dict: Any) -> None:
+        """Load a state saved by :meth:`state_dict` (ours or torch's counterpart's), checked.
+
+        What torch does, plus checks that run *before* anything changes, so that a state that
+        does not fit raises ``ValueError`` naming the group, parameter and entry at fault and
+        leaves this optimizer (and its fast path) exactly as it was:
+
+        * a dict with ``state`` and ``param_groups``, as many groups as this optimizer, as many
+          parameters in each;
+        * every group carries this class's hyperparameters, with valid values (a group saved by
+          another optimizer class lacks some of them);
+        * every parameter's state is empty (it never stepped) or holds exactly the entries this
+          optimizer keeps with the loaded group's options (the chain's ``state_keys`` and
+          ``step``), shaped like the parameter (or 0-dim for scalar entries such as ``step``).
+
+        As in torch, the loaded groups' hyperparameters, flags such as ``amsgrad`` included,
+        replace the current ones; floating state is cast to its parameter's dtype and moved to
+        its device, ``step`` is kept as saved. On the fast path the loaded state is copied into
+        the flat buffers at the next step.
+        """
+        if not isinstance(state_dict, Mapping):
+            raise ValueError(
+                f"{type(self).__name__}.load_state_dict expects a dict with 'state' and "
+                f"'param_groups' (from optimizer.state_dict()), got {type(state_dict).__name__}"
+            )
+        candidate: Any = dict(state_dict)
+        # torch runs the pre-hooks first (they may convert an old format): check what they
+        # return, then let torch load it without running them twice.
+        hooks = self._optimizer_load_state_dict_pre_hooks
+        for hook in hooks.values():
+            result = hook(self, candidate)
+            if result is not None:
+                candidate = result
+        self._check_loadable(candidate)
+        self._optimizer_load_state_dict_pre_hooks = OrderedDict()
+        try:
+            super().load_state_dict(candidate)
+        finally:
+            self._optimizer_load_state_dict_pre_hooks = hooks
+        if self.implied_step is not None:
+            for entry in self.state.values():
+                if entry and "step" not in entry:
+                    entry["step"] = torch.tensor(self.implied_step, dtype=torch.float32)
+
+    def _check_loadable(self, state_dict: Any) -> None:
+        """Raise ValueError if ``state_dict`` does not fit this optimizer; change nothing."""
+        name = type(self).__name__
+        if not isinstance(state_dict, Mapping):
+            raise ValueError(f"a load_state_dict pre-hook returned {type(state_dict).__name__}")
+        saved_state, saved_groups = state_dict.get("state"), state_dict.get("param_groups")
+        if not isinstance(saved_state, Mapping) or not isinstance(saved_groups, list | tuple):
+            raise ValueError(
+                "an optimizer state_dict has 'state' (a dict) and 'param_groups' (a list); "
+                f"got keys {sorted(map(str, state_dict))}"
+            )
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(
+                f"the loaded state_dict has {len(saved_groups)} param groups, this {name} has "
+                f"{len(self.param_groups)}"
+            )
+        owner: dict[Any, tuple[str, Tensor, dict[str, Any]]] = {}
+        for gi, (saved, current) in enumerate(zip(saved_groups, self.param_groups, strict=True)):
+            ids = saved.get("params") if isinstance(saved, Mapping) else None
+            if not isinstance(ids, list | tuple):
+                raise ValueError(f"param group {gi} of the loaded state_dict has no 'params' list")
+            if len(ids) != len(current["params"]):
+                raise ValueError(
+                    f"param group {gi} of the loaded state_dict has {len(ids)} parameters, "
+                    f"this {name}'s has {len(current['params'])}"
+                )
+            missing = [key for key in self.defaults if key not in saved]
+            if missing:
+                raise ValueError(
+                    f"param group {gi} of the loaded state_dict lacks {', '.join(missing)}: "
+                    f"it was saved by another optimizer than {name}"
+                )
+            group = {**saved, "params": current["params"]}
+            try:
+                self.validate_group(group)
+            except ValueError as error:
+                raise ValueError(f"param group {gi} of the loaded state_dict: {error}") from None
+            for pi, (saved_id, p) in enumerate(zip(ids, current["params"], strict=True)):
+                if saved_id in owner:
+                    raise ValueError(
+                        f"parameter id {saved_id!r} appears twice in the loaded param groups"
+                    )
+                where = f"param group {gi}, parameter {pi} (shape {tuple(p.shape)})"
+                owner[saved_id] = (where, p, group)
+        for saved_id, entry in saved_state.items():
+            if saved_id not in owner:
+                raise ValueError(
+                    f"the loaded state_dict holds state for parameter id {saved_id!r}, which no "
+                    "param group lists"
+                )
+            self._check_param_state(entry, *owner[saved_id])
+
+    def _check_param_state(
+        self, entry: Any, where: str, param: Tensor, group: dict[str, Any]
+    ) -> None:
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"the state of {where} is a {type(entry).__name__}, not a dict")
+        if not entry:
+            return  # the parameter never stepped; torch saves such a state empty
+        shapes = self._expected_state(param, group)
+        missing = [key for key in shapes if key not in entry]
+        if self.implied_step is not None and "step" in missing:
+            missing.remove("step")
+        unexpected = [str(key) for key in entry if key not in shapes]
+        if missing or unexpected:
+            problems = [f"lacks {', '.join(missing)}"] if missing else []
+            problems += [f"has unexpected {', '.join(unexpected)}"] if unexpected else []
+            raise ValueError(
+                f"the state of {where} {' and '.join(problems)}: {type(self).__name__} with "
+                f"these options keeps {', '.join(shapes)}; was it saved by another optimizer?"
+            )
+        for key, shape in shapes.items():
+            if key not in entry:
+                continue
+            value = entry[key]
+            if not isinstance(value, Tensor):
+                # Old torch checkpoints keep "step" as a number.
+                if key == "step" and isinstance(value, int | float) and not isinstance(value, bool):
+                    continue
+                raise ValueError(
+                    f"state {key!r} of {where} is a {type(value).__name__}, not a tensor"
+                )
+            if key != "step" and not value.is_floating_point():
+                raise ValueError(
+                    f"state {key!r} of {where} has dtype {value.dtype}; floating state expected"
+                )
+            scalar = value.dim() == 0 or (key == "step" and value.numel() == 1)
+            if shape is None:  # declared but not known: parameter-shaped or a scalar
+                fits = scalar or value.shape == param.shape
+            else:
+                fits = scalar if shape == () else tuple(value.shape) == shape
+            if not fits:
+                wanted = "a scalar" if shape == () else f"shape {shape or tuple(param.shape)}"
+                raise ValueError(
+                    f"state {key!r} of {where} has shape {tuple(value.shape)}, expected {wanted}: "
+                    "was it saved for another model?"
+                )
+
+    def _expected_state(
+        self, param: Tensor, group: dict[str, Any]
+    ) -> dict[str, tuple[int, ...] | None]:
+        """The state entries of ``param`` under ``group``'s chain: name -> shape (None: either
+        the parameter's shape or a scalar)."""
+        chain = self.chain_for(group)
+        shapes: dict[str, tuple[int, ...] | None] = {}
+        # Initialising on the meta device costs no memory and says which entries are
+        # parameter-shaped and which are scalars (NAdam's mu_product); a user's block that
+        # cannot run there falls back to its declared state_keys.
+        dtype = param.dtype if param.is_floating_point() else torch.get_default_dtype()
+        try:
+            probe = torch.empty(param.shape, dtype=dtype, device="meta")
+            fresh = chain.init(probe, {**self.group_hyper(group), "step": 1.0})
+            shapes.update({key: tuple(value.shape) for key, value in fresh.items()})
+        except Exception:
+            shapes.clear()
+        for key in chain.state_keys:
+            shapes.setdefault(key, None)
+        shapes["step"] = ()
+        return shapes
 
     # -- fast path -----------------------------------------------------------------------
 

@@ -28,6 +28,9 @@ class SGD(ComposedOptimizer):
     """
 
     structural_options = ("momentum_on", "nesterov", "maximize")
+    # torch's SGD saves no step count; its momentum buffer exists only after a first step,
+    # which is all the chain reads t for (b_1 = u_1), so its checkpoints load as step 1.
+    implied_step = 1.0
 
     def __init__(
         self,

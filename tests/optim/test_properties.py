@@ -1,0 +1,194 @@
+"""Property-based tests (hypothesis) of every optimizer's transformation.
+
+Drawn: the optimizer (a row of the table), its hyperparameters from the ranges its validation
+accepts, one to three parameters of random shapes, 0-dim and empty ones included (torch steps
+both; the fast path leaves them on the eager path), float32 or float64, random initial values
+and a few steps of random finite gradients whose scale spans 0 (every gradient zero), 1e-20
+(squares underflow in float32), 1 and 1e3, with some entries exactly zero.
+
+Properties:
+
+* finite in, finite out: parameters and state stay finite;
+* state keeps its layout: after every step each entry has the shape, dtype and device it had
+  after the first (the parameter's, or 0-dim for ``step`` and NAdam's ``mu_product``);
+* eager equals fast: ``fast=False`` and ``fast=True`` on the same inputs agree in float64 to
+  1e-12 relative to each parameter's largest magnitude.
+
+Honest exclusions, each a true limit of the property rather than of the code:
+
+* ``eps`` is drawn from [1e-10, 1e-2]. Validation accepts ``eps = 0``, but then a zero gradient
+  on a zero state divides 0 by 0 (Adam, Adagrad, RMSprop, Adamax, Adadelta), in torch too.
+* centered RMSprop computes the variance as ``v_t - a_t^2``, which rounding makes slightly
+  negative (and its root NaN) when the gradients barely vary: in float32, a constant gradient
+  and ``alpha`` near 0.01 give NaN within four steps, in torch too. Its finiteness is not
+  asserted (its state layout is); the eager-equals-fast property keeps default chains only.
+* the ranges are bounded where validation is not (``lr`` <= 1, ``momentum`` < 1, ``betas`` <=
+  0.999, weight decay <= 1): outside them a run may overflow in a few steps as plain arithmetic.
+  ``betas`` stop at 0.999 for the eager-equals-fast property also because ``1 - beta^t`` loses
+  digits to cancellation: the fast path computes ``beta^t`` as ``exp(t log beta)``, a few ulp
+  from Python's ``**``, which near ``beta = 1`` is more than 1e-12 of ``1 - beta^t``.
+
+Runs are derandomized (the same examples every run, no example database): a failure here is a
+regression, never a new random find. The fast path compiles each optimizer's default chain once
+per process (float64; the parity tests compile the same kernels), so the eager-equals-fast
+property draws only hyperparameters that keep that chain.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.optim.cases import CASES, OptimizerCase
+
+SETTINGS = {
+    "deadline": None,
+    "derandomize": True,
+    "database": None,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
+}
+
+unit = st.floats(0.0, 1.0)
+beta = st.floats(0.0, 0.999)
+eps = st.floats(1e-10, 1e-2)
+shape = st.lists(st.integers(0, 4), min_size=0, max_size=3).map(tuple)
+
+
+def hyperparameters(name: str, *, structural: bool) -> st.SearchStrategy[dict[str, Any]]:
+    """Valid keyword arguments of optimizer ``name``; ``structural=False`` keeps its default
+    chain (no flags, no switching momentum on or off)."""
+    flag = st.booleans() if structural else st.just(False)
+    lr = st.floats(0.0, 1.0)
+    common: dict[str, st.SearchStrategy[Any]] = {"lr": lr, "weight_decay": unit}
+    if name in ("SGD", "Momentum"):
+        # Momentum on or off changes SGD's chain; Momentum's default has it on.
+        if name == "Momentum":
+            momentum = st.floats(0.01, 0.99)
+        else:
+            momentum = st.floats(0.0, 0.99) if structural else st.just(0.0)
+        draw = st.fixed_dictionaries(
+            {**common, "momentum": momentum, "dampening": unit, "maximize": flag}
+        )
+        # nesterov needs momentum > 0 and no dampening: draw it where it is valid.
+        return draw.flatmap(
+            lambda kw: (
+                st.fixed_dictionaries({"nesterov": flag}).map(
+                    lambda n: {**kw, **n, "dampening": 0.0}
+                )
+                if kw["momentum"] > 0
+                else st.just(kw)
+            )
+        )
+    if name == "Adagrad":
+        extra = {"lr_decay": unit, "initial_accumulator_value": unit, "eps": eps}
+        return st.fixed_dictionaries({**common, **extra, "maximize": flag})
+    if name == "RMSprop":
+        momentum = st.floats(0.01, 0.99) if structural else st.just(0.0)
+        extra = {"alpha": unit, "eps": eps, "momentum": momentum, "centered": flag}
+        return st.fixed_dictionaries({**common, **extra, "maximize": flag})
+    if name in ("Adam", "AdamW"):
+        extra = {"betas": st.tuples(beta, beta), "eps": eps, "amsgrad": flag}
+        return st.fixed_dictionaries({**common, **extra, "maximize": flag})
+    if name == "Adamax":
+        extra = {"betas": st.tuples(beta, beta), "eps": eps}
+        return st.fixed_dictionaries({**common, **extra, "maximize": flag})
+    if name == "NAdam":
+        extra = {"betas": st.tuples(beta, beta), "eps": eps, "momentum_decay": st.floats(0, 0.1)}
+        return st.fixed_dictionaries(
+            {**common, **extra, "maximize": flag, "decoupled_weight_decay": flag}
+        )
+    if name == "Adadelta":
+        extra = {"rho": unit, "eps": eps, "lr": st.floats(0.0, 2.0)}
+        return st.fixed_dictionaries({**common, **extra, "maximize": flag})
+    if name == "Lion":
+        return st.fixed_dictionaries({**common, "betas": st.tuples(beta, beta), "maximize": flag})
+    raise AssertionError(f"no hyperparameter strategy for {name}: add one with the row")
+
+
+@st.composite
+def problems(draw: st.DrawFn, *, structural: bool, dtypes: tuple[torch.dtype, ...]) -> Any:
+    case: OptimizerCase = draw(st.sampled_from(CASES))
+    kwargs = draw(hyperparameters(case.name, structural=structural))
+    shapes = draw(st.lists(shape, min_size=1, max_size=3))
+    dtype = draw(st.sampled_from(dtypes))
+    steps = draw(st.integers(1, 4))
+    scales = draw(st.lists(st.sampled_from([0.0, 1e-20, 1.0, 1e3]), min_size=steps, max_size=steps))
+    param_scale = draw(st.sampled_from([0.0, 1e-3, 1.0, 1e3]))
+    seed = draw(st.integers(0, 2**31 - 1))
+    return case, kwargs, shapes, dtype, scales, param_scale, seed
+
+
+def _run(
+    case: OptimizerCase,
+    kwargs: dict[str, Any],
+    shapes: list[tuple[int, ...]],
+    dtype: torch.dtype,
+    scales: list[float],
+    param_scale: float,
+    seed: int,
+    *,
+    fast: bool,
+    after_step: Any = None,
+) -> tuple[list[torch.Tensor], torch.optim.Optimizer]:
+    gen = torch.Generator().manual_seed(seed)
+    params = [
+        torch.nn.Parameter(
+            torch.randn(s, generator=gen, dtype=torch.float64).to(dtype) * param_scale
+        )
+        for s in shapes
+    ]
+    opt = case.ours(params, fast=fast, **kwargs)
+    for scale in scales:
+        for p in params:
+            g = torch.randn(p.shape, generator=gen, dtype=torch.float64) * scale
+            g[torch.rand(p.shape, generator=gen) < 0.2] = 0.0
+            p.grad = g.to(dtype)
+        opt.step()
+        if after_step is not None:
+            after_step(params, opt)
+    return params, opt
+
+
+@settings(max_examples=150, **SETTINGS)
+@given(problems(structural=True, dtypes=(torch.float32, torch.float64)))
+def test_finite_gradients_give_finite_parameters_and_state_of_the_same_layout(
+    problem: Any,
+) -> None:
+    case, kwargs, shapes, dtype, scales, param_scale, seed = problem
+    layout: dict[int, dict[str, tuple[Any, ...]]] = {}
+    finite = not kwargs.get("centered", False)  # see the module docstring
+
+    def check(params: list[torch.Tensor], opt: torch.optim.Optimizer) -> None:
+        for i, p in enumerate(params):
+            assert p.dtype == dtype
+            assert not finite or torch.isfinite(p).all(), f"parameter {i} is not finite"
+            now = {}
+            for key, value in opt.state[p].items():
+                assert not finite or torch.isfinite(value).all(), f"state {key!r} of parameter {i}"
+                now[key] = (tuple(value.shape), value.dtype, value.device)
+                if key == "step" or (value.dim() == 0 and p.dim() != 0):
+                    continue
+                assert now[key] == (tuple(p.shape), p.dtype, p.device), key
+            assert layout.setdefault(i, now) == now, "the state changed its layout"
+
+    _run(case, kwargs, shapes, dtype, scales, param_scale, seed, fast=False, after_step=check)
+
+
+@settings(max_examples=60, **SETTINGS)
+@given(problems(structural=False, dtypes=(torch.float64,)))
+def test_the_fast_path_equals_the_eager_path_in_float64(problem: Any) -> None:
+    case, kwargs, shapes, dtype, scales, param_scale, seed = problem
+    eager, eager_opt = _run(case, kwargs, shapes, dtype, scales, param_scale, seed, fast=False)
+    fast, fast_opt = _run(case, kwargs, shapes, dtype, scales, param_scale, seed, fast=True)
+    for p, q in zip(fast, eager, strict=True):
+        scale = float(q.detach().abs().max()) if q.numel() else 0.0
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-12 * scale + 1e-300)
+        assert set(fast_opt.state[p]) == set(eager_opt.state[q])
+        for key, value in eager_opt.state[q].items():
+            mine = fast_opt.state[p][key]
+            assert (mine.shape, mine.dtype) == (value.shape, value.dtype), key
+            bound = float(value.abs().max()) if value.numel() else 0.0
+            torch.testing.assert_close(mine, value, rtol=0, atol=1e-12 * bound + 1e-300)
