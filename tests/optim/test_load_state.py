@@ -362,3 +362,25 @@ def test_state_of_another_dtype_is_cast_like_torch(
     for p, q in zip(mine.parameters(), ref.parameters(), strict=True):
         assert p.dtype == loaded_dtype
         torch.testing.assert_close(p, q, rtol=0, atol=tol * float(q.detach().abs().max()))
+
+
+def test_a_user_chain_round_trips() -> None:
+    chain = ours.chain(
+        ours.ratio(
+            ours.identity(), ours.chain(ours.blocks.ema_of_squares(0.99), ours.blocks.root(1e-8))
+        ),
+        ours.blocks.trace(0.9, 0.0, nesterov=True),
+        ours.blocks.scale_by_learning_rate(),
+    )
+    model = make_model()
+    saved = _trained_state(lambda ps: ours.ChainOptimizer(ps, chain, lr=1e-2), model)
+    opt = ours.ChainOptimizer(make_model().parameters(), chain, lr=1e-2)
+    opt.load_state_dict(saved)
+    assert set(opt.state[opt.param_groups[0]["params"][0]]) == {
+        "exp_avg_sq",
+        "momentum_buffer",
+        "step",
+    }
+    del saved["state"][0]["exp_avg_sq"]
+    with pytest.raises(ValueError, match="lacks exp_avg_sq"):
+        ours.ChainOptimizer(make_model().parameters(), chain, lr=1e-2).load_state_dict(saved)

@@ -215,7 +215,15 @@ class ComposedOptimizer(Optimizer):
         As in torch, the loaded groups' hyperparameters, flags such as ``amsgrad`` included,
         replace the current ones; floating state is cast to its parameter's dtype and moved to
         its device, ``step`` is kept as saved. On the fast path the loaded state is copied into
-        the flat buffers at the next step.
+        the flat buffers at the next step. To resume, possibly on another device::
+
+            checkpoint = torch.load(path, map_location=device, weights_only=True)
+            model.load_state_dict(checkpoint["model"])  # the model first, already on device
+            optimizer = Adam(model.parameters(), lr=1e-3)
+            optimizer.load_state_dict(checkpoint["optimizer"])
+
+        The continued run is bit-identical to an uninterrupted one on the same path (eager or
+        fast), dtype and device.
         """
         if not isinstance(state_dict, Mapping):
             raise ValueError(
