@@ -1,8 +1,10 @@
 """End to end: a quick report opened by file URL in headless Chromium.
 
 Every section is present, every image has loaded (naturalWidth > 0), the console has no
-errors, and the page does not overflow a phone-width screen. The screenshots are kept in the
-report folder and, when ``DLTRICKS_ARTIFACTS`` is set (CI sets it), copied there.
+errors, and the page does not overflow a phone-width screen. A tiny sweep (sequential, a few
+tenths of a second) is run into the runs folder first, so the Sweeps section is checked too.
+The screenshots are kept in the report folder and, when ``DLTRICKS_ARTIFACTS`` is set (CI sets
+it), copied there.
 """
 
 from __future__ import annotations
@@ -17,10 +19,15 @@ import pytest
 
 from dltricks.lab.registry import TRICKS
 from dltricks.lab.report import build_report
+from dltricks.sweep import expand, run_sweep
+from dltricks.sweep.executors import SequentialExecutor
+from tests.sweep.helpers import tiny_sweep
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 ONLY = ["bias-correction", "amsgrad"]
+# 2 rates x 2 problems, one seed; problems=["bogus"] makes a run fail (with retries=0, once).
+SWEEP = tiny_sweep([0.001, 0.01], seeds=1, problems=[["noisy"], ["bogus"]])
 
 
 def _browser_available() -> bool:
@@ -36,6 +43,8 @@ webdriver = pytest.importorskip("selenium.webdriver")
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("report")
+    swept = run_sweep(SWEEP, out_root=root / "runs", executor=SequentialExecutor(), retries=0)
+    assert [r.status for r in swept.rows].count("failed") == 2
     outcome = build_report(
         out_dir=root / "report", runs_dir=root / "runs", quick=True, only=ONLY, workers=1
     )
@@ -84,9 +93,11 @@ def test_page_has_every_section_loaded_images_and_no_console_errors(
     driver.set_window_size(1366, 900)
     driver.get(report.as_uri())
     sections = driver.execute_script(
-        "return Array.from(document.querySelectorAll('section')).map(s => s.dataset.trick)"
+        "return Array.from(document.querySelectorAll('section'))"
+        ".map(s => s.dataset.trick || s.dataset.section)"
     )
-    assert sections == list(TRICKS)
+    # The six trick sections, then Sweeps when the runs folder holds a sweep store.
+    assert sections == [*TRICKS, "sweeps"]
     images = driver.execute_script(
         "return Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, "
         "i.naturalWidth])"
@@ -107,6 +118,30 @@ def test_page_has_every_section_loaded_images_and_no_console_errors(
     full_height = driver.execute_script("return document.body.scrollHeight")
     driver.set_window_size(1366, min(int(full_height), 8000))
     _save(driver, report, "screenshot-laptop.png")
+
+
+def test_sweeps_section_shows_the_store(driver: Any, report: Path) -> None:
+    driver.set_window_size(1366, 900)
+    driver.get(report.as_uri())
+    sweeps = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#sweeps article')).map(a => ({"
+        "title: a.querySelector('h3').textContent,"
+        "counts: a.querySelector('.counts').textContent,"
+        "headers: Array.from(a.querySelectorAll('table:not(.grid) th')).map(c => c.textContent),"
+        "ids: Array.from(a.querySelectorAll('table:not(.grid) tbody tr'))"
+        "  .map(r => r.cells[0].textContent),"
+        "code: Array.from(a.querySelectorAll('code')).map(c => c.textContent)}))"
+    )
+    assert len(sweeps) == 1
+    view = sweeps[0]
+    assert view["title"].startswith("bias-correction")
+    assert "sweep-bias-correction.sqlite" in view["title"]
+    assert view["counts"] == "4 runs: 2 done, 2 failed"
+    assert view["headers"][:5] == ["run id", "problems", "lr", "seed", "status"]
+    assert "error" in view["headers"]
+    assert view["ids"] == [s.run_id for s in expand(SWEEP)], "every run, in grid order"
+    assert view["code"][-1].startswith("dltricks sweep bias-correction --quick --grid ")
+    assert view["code"][-1].endswith(f"--out {report.parent.parent / 'runs'}")
 
 
 def test_page_fits_a_phone_screen(driver: Any, report: Path) -> None:

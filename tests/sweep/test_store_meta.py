@@ -41,7 +41,7 @@ def test_a_sweep_stores_its_description_and_a_command_that_reproduces_it(
         0,
         True,
     )
-    assert entry["grid"] == sweep.grid
+    assert entry["grid"] == [[k, v] for k, v in sweep.grid.items()], "in the sweep's order"
     command = entry["command"]
     assert command.startswith("dltricks sweep bias-correction --quick --grid ")
 
@@ -120,3 +120,20 @@ def test_unit_groups_share_a_store_and_fail_without_partial_rows(tmp_path: Path)
     assert records == [{"x": 1, "y": None, "z": [1, 2]}]
     with pytest.raises(ValueError, match="no finished unit group 'b'"):
         read_units(path, name="b")
+
+
+def test_the_report_shows_stores_without_descriptions_and_unreadable_ones(tmp_path: Path) -> None:
+    from dltricks.lab.report.sweeps import sweep_views
+    from dltricks.sweep import SweepStore
+
+    spec = {"experiment": "depth", "quick": True, "overrides": {"lr": 0.1}, "seed": 0}
+    with SweepStore(tmp_path / "sweep-depth.sqlite") as store:
+        store.add_pending([("abc", "depth", spec, str(tmp_path))])  # no meta: an older driver
+    (tmp_path / "sweep-broken.sqlite").write_bytes(b"not a database" * 100)
+    views = {v.experiment: v for v in sweep_views(tmp_path)}
+    assert set(views) == {"depth", "broken"}
+    old = views["depth"]
+    assert (old.counts, old.reproduce, old.error) == ("1 run: 1 pending", None, None)
+    assert old.settings == {"grid: lr": "0.1"}
+    assert old.table.rows == [["abc", "0", "pending", "—"]]
+    assert "cannot read sweep-broken.sqlite" in (views["broken"].error or "")

@@ -137,10 +137,18 @@ def sweep_command(sweep: SweepSpec) -> str:
 
 
 def sweep_meta(sweep: SweepSpec, specs: Sequence[RunSpec]) -> dict[str, Any]:
-    """The store's meta entry of ``sweep``: ``{"sweep:<id>": description}``."""
+    """The store's meta entry of ``sweep``: ``{"sweep:<id>": description}``.
+
+    The description holds experiment, seeds, seed, quick, ``grid`` as ``[key, values]`` pairs
+    in the sweep's order, the ``command`` (:func:`sweep_command`) and the ``runs`` ids in grid
+    order.
+    """
     return {
         SWEEP_META + sweep_id(sweep): {
             **_description(sweep),
+            # Pairs, not a mapping: the store's JSON sorts keys, and the grid's order is the
+            # order of its runs (first key slowest).
+            "grid": [[key, values] for key, values in sweep.grid.items()],
             "command": sweep_command(sweep),
             "runs": [s.run_id for s in specs],
         }

@@ -16,6 +16,7 @@ from dltricks import __version__
 from dltricks.data import atomic_write_bytes
 from dltricks.lab.registry import TRICKS, all_experiments
 from dltricks.lab.report.page import ExperimentView, SectionView, render_page
+from dltricks.lab.report.sweeps import sweep_views
 from dltricks.lab.report.tables import results_table
 from dltricks.lab.results import read_json
 
@@ -143,7 +144,8 @@ def build_report(
 
     Experiments whose results exist with the same configuration are reused unless ``force``.
     With ``workers > 1`` experiments run in parallel processes, one torch thread each. A failed
-    experiment is shown as failed on the page; the others still run.
+    experiment is shown as failed on the page; the others still run. The sweep stores in
+    ``runs_dir`` (``sweep-*.sqlite``) are shown, as they are, in a last section, Sweeps.
     """
     experiments = all_experiments()
     names = list(experiments) if not only else list(only)
@@ -223,7 +225,12 @@ def build_report(
         f"Made with: dltricks report{' --quick' if quick else ''}"
         + (f" --only {','.join(names)}" if only else "")
     )
-    html = render_page(sections, title="Tips for training deep networks, measured", meta=meta)
+    sweeps = sweep_views(runs_dir)
+    if sweeps:
+        meta += f". Sweeps: {len(sweeps)} in {len({v.store for v in sweeps})} store(s)"
+    html = render_page(
+        sections, title="Tips for training deep networks, measured", meta=meta, sweeps=sweeps
+    )
     atomic_write_bytes(outcome.index, html.encode())
     outcome.seconds = time.perf_counter() - start
     return outcome

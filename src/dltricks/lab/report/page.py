@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from html import escape
 
+from dltricks.lab.report.sweeps import SweepView
 from dltricks.lab.report.tables import Table
 
 TRICK_INTROS: dict[str, str] = {
@@ -152,12 +153,52 @@ def _experiment_html(view: ExperimentView) -> str:
     return "".join(parts)
 
 
-def render_page(sections: list[SectionView], *, title: str, meta: str) -> str:
-    """The whole HTML document."""
+SWEEPS_INTRO = (
+    "Every sweep store in the runs folder (dltricks sweep writes sweep-NAME.sqlite): each "
+    "grid of settings x seeds, its runs as the store records them, and the command that "
+    "reproduces it (runs already done in the store are skipped)."
+)
+
+
+def _sweep_html(view: SweepView) -> str:
+    where = f"{view.store}" + (f", sweep {view.sweep_id}" if view.sweep_id else "")
+    parts = [
+        f"<article class='experiment sweep' id='{escape(view.anchor)}'>",
+        f"<h3>{escape(view.experiment)} <span class='source'>({escape(where)})</span></h3>",
+    ]
+    if view.error is not None:
+        parts.append(f"<p class='failed'>{escape(view.error)}</p></article>")
+        return "".join(parts)
+    parts.append(f"<p class='counts'><b>{escape(view.counts)}</b></p>")
+    parts.extend(f"<p class='note'>{escape(note)}</p>" for note in view.notes)
+    if view.settings:
+        rows = "".join(
+            f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in view.settings.items()
+        )
+        parts.append(f"<div class='table-wrap'><table class='grid'>{rows}</table></div>")
+    parts.append("<h4>Runs</h4>" + _table_html(view.table))
+    if view.reproduce is not None:
+        parts.append(f"<p>How to reproduce: <code>{escape(view.reproduce)}</code></p>")
+    else:
+        parts.append("<p class='note'>The store keeps no command for these runs.</p>")
+    parts.append("</article>")
+    return "".join(parts)
+
+
+def render_page(
+    sections: list[SectionView],
+    *,
+    title: str,
+    meta: str,
+    sweeps: list[SweepView] | None = None,
+) -> str:
+    """The whole HTML document: the trick sections, then a Sweeps section if there are any."""
     nav = "".join(
         f"<li><a href='#{escape(s.anchor)}'>{escape(s.trick.capitalize())}</a></li>"
         for s in sections
     )
+    if sweeps:
+        nav += "<li><a href='#sweeps'>Sweeps</a></li>"
     body = []
     for number, section in enumerate(sections, start=1):
         body.append(
@@ -171,6 +212,13 @@ def render_page(sections: list[SectionView], *, title: str, meta: str) -> str:
                 "(see <code>dltricks report --only</code>).</p>"
             )
         body.extend(_experiment_html(view) for view in section.experiments)
+        body.append("</section>")
+    if sweeps:
+        body.append(
+            "<section id='sweeps' data-section='sweeps'>"
+            f"<h2>{len(sections) + 1}. Sweeps</h2><p class='lead'>{escape(SWEEPS_INTRO)}</p>"
+        )
+        body.extend(_sweep_html(view) for view in sweeps)
         body.append("</section>")
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
