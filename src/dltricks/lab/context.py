@@ -69,13 +69,25 @@ class RunContext:
         return self.out_dir / f"{name}.png"
 
     def data(self, name: str, *, seed: int = 0) -> SplitDataset:
-        """A data set by name (``--data-dir`` is passed for real MNIST), loaded once per run."""
+        """A data set by name, loaded once per run.
+
+        With ``--data-dir`` a full-size run that asks for MNIST-1D gets real MNIST from the
+        IDX files there instead (quick runs keep their small embedded data, to stay within
+        their time budget). The names actually loaded are listed in ``results.json``.
+        """
+        if name == "mnist1d" and self.data_dir is not None and not self.quick:
+            name = "mnist"
         key = (name, seed)
         if key not in self._datasets:
             self._datasets[key] = load_dataset(
                 name, data_dir=self.data_dir, seed=seed, device=self.device
             )
         return self._datasets[key]
+
+    @property
+    def datasets_used(self) -> list[str]:
+        """The names of the data sets this run loaded, in load order."""
+        return list(dict.fromkeys(name for name, _ in self._datasets))
 
     def checkpoint_path(self, key: dict[str, Any]) -> Path:
         """A per-unit checkpoint file for trainers that save every epoch."""

@@ -181,6 +181,8 @@ def run_experiment(
             resume=resume,
             progress=progress or SilentProgress(),
         )
+        if data_dir is not None and quick:
+            ctx.notices.append("--data-dir is used by full-size runs only; --quick keeps its data")
         summary = experiment.run(ctx)
         figures = sorted(p.name for p in out_dir.glob("*.png")) + sorted(
             p.name for p in out_dir.glob("*.gif")
@@ -192,6 +194,7 @@ def run_experiment(
             "tricks": list(experiment.tricks),
             "config": config,
             "config_hash": digest,
+            "datasets": ctx.datasets_used,
             "records": ctx.records,
             # The names that identify a record (setting and seed); the rest are measurements.
             "record_keys": ctx.key_names,
