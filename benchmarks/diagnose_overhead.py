@@ -4,10 +4,15 @@ MLP(64 -> 10, width 256, depth 10), batch 128, Adam, cross-entropy: the time of
 zero_grad + forward + backward + step, with each set of monitors attached, against the
 same step with nothing attached. Configurations are interleaved round by round (machines
 here are shared and noisy) and the overhead is the median over rounds of the per-round
-ratio attached / detached. "detached after use" attaches and detaches everything first:
-it checks that detaching leaves nothing behind.
+ratio attached / detached, both in wall-clock time and in the CPU time of the training
+thread (with ``--threads 1`` all of the step runs on that thread, and its CPU time leaves
+out the time other processes hold the core, the main noise on a shared machine). Minor page
+faults per step are reported too: small tensors kept alive across a step were found to make
+glibc return and re-fault heap pages, a cost that shows in no profile of the hooks
+themselves. "detached after use" attaches and detaches everything first: it checks that
+detaching leaves nothing behind.
 
-Usage: python benchmarks/diagnose_overhead.py [--rounds 12] [--steps 20] [--threads N]
+Usage: python benchmarks/diagnose_overhead.py [--rounds 30] [--steps 10] [--threads N]
 On a small shared machine, ``--threads 1`` avoids OpenMP threads spinning against other
 processes, which otherwise makes step times swing by 10x or more.
 Writes benchmarks/results/diagnose_overhead.md.
@@ -18,6 +23,8 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import random
+import resource
 import shlex
 import statistics
 import sys
@@ -49,7 +56,16 @@ def _configs(model: MLP, opt: torch.optim.Optimizer) -> dict[str, Callable[[], D
     }
 
 
-def measure(activation: str, rounds: int, steps: int) -> dict[str, list[float]]:
+class Timings:
+    """Per-configuration, per-round step times (wall and thread CPU) and page faults."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.wall: dict[str, list[float]] = {name: [] for name in names}
+        self.cpu: dict[str, list[float]] = {name: [] for name in names}
+        self.faults: dict[str, list[float]] = {name: [] for name in names}
+
+
+def measure(activation: str, rounds: int, steps: int) -> Timings:
     gen = torch.Generator().manual_seed(0)
     model = MLP(64, 10, 256, 10, activation, generator=gen)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -61,35 +77,50 @@ def measure(activation: str, rounds: int, steps: int) -> dict[str, list[float]]:
         F.cross_entropy(model(x), y).backward()
         opt.step()
 
-    configs = _configs(model, opt)
-    times: dict[str, list[float]] = {name: [] for name in configs}
+    # Each configuration's monitors are built once and attached for its turn in each round,
+    # in a shuffled order: the order within a round and the allocation of new monitors
+    # (UpdateRatios' weight snapshot) otherwise shift the heap and the timings.
+    monitors = {name: build() for name, build in _configs(model, opt).items()}
+    out = Timings(list(monitors))
+    order = list(monitors)
+    shuffle = random.Random(0).shuffle
     for _ in range(10):
         step()
     for _ in range(rounds):
-        for name, build in configs.items():
-            diag = build()
+        shuffle(order)
+        for name in order:
+            diag = monitors[name]
             if name == "detached after use":
                 Diagnostics.for_model(model, opt).attach().detach()
             if diag is not None:
                 diag.attach()
-            for _ in range(3):
+            for _ in range(2):
                 step()
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            cpu = time.thread_time()
             start = time.perf_counter()
             for _ in range(steps):
                 step()
-            times[name].append((time.perf_counter() - start) / steps)
+            out.wall[name].append((time.perf_counter() - start) / steps)
+            out.cpu[name].append((time.thread_time() - cpu) / steps)
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+            out.faults[name].append(faults / steps)
             if diag is not None:
                 # Reading the records is part of the cost of using the monitors.
                 for monitor in diag.monitors:
                     monitor.records()
                 diag.detach()
-    return times
+    return out
+
+
+def _overhead(values: list[float], base: list[float]) -> float:
+    return statistics.median(v / b for v, b in zip(values, base, strict=True)) - 1.0
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=12)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--activations", nargs="+", default=["relu", "sigmoid"])
     args = parser.parse_args()
@@ -101,28 +132,33 @@ def main() -> None:
         "",
         "MLP(64 -> 10, width 256, depth 10), batch 128, Adam; step = zero_grad + forward + "
         "backward + step. Overhead = median over rounds of (step time attached / step time "
-        "detached) - 1, configurations interleaved within each round.",
+        "detached) - 1, configurations interleaved in a shuffled order within each round; "
+        "thread CPU time leaves out the time other processes hold the core.",
         "",
         f"- command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`",
         f"- machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores, torch {torch.__version__}, "
         f"{torch.get_num_threads()} intra-op threads, Python {platform.python_version()}",
         f"- {args.rounds} rounds x {args.steps} timed steps per configuration; "
-        f"load average at start {os.getloadavg()[0]:.1f}",
+        f"load average (1 min) {os.getloadavg()[0]:.1f} at start, END_LOAD at the end",
         "",
-        "| activation | monitors | median step (ms) | overhead (median of per-round ratios) |",
-        "|---|---|---|---|",
+        "| activation | monitors | median step, wall (ms) | overhead, wall | "
+        "overhead, thread CPU time | minor page faults per step |",
+        "|---|---|---|---|---|---|",
     ]
     for activation in args.activations:
-        times = measure(activation, args.rounds, args.steps)
-        base = times["detached"]
-        for name, values in times.items():
-            ratios = [v / b for v, b in zip(values, base, strict=True)]
-            overhead = statistics.median(ratios) - 1.0
-            shown = "(baseline)" if name == "detached" else f"{100 * overhead:+.1f}%"
+        t = measure(activation, args.rounds, args.steps)
+        for name in t.wall:
+            if name == "detached":
+                wall = cpu = "(baseline)"
+            else:
+                wall = f"{100 * _overhead(t.wall[name], t.wall['detached']):+.1f}%"
+                cpu = f"{100 * _overhead(t.cpu[name], t.cpu['detached']):+.1f}%"
             lines.append(
-                f"| {activation} | {name} | {1e3 * statistics.median(values):.2f} | {shown} |"
+                f"| {activation} | {name} | {1e3 * statistics.median(t.wall[name]):.2f} | "
+                f"{wall} | {cpu} | {statistics.median(t.faults[name]):.0f} |"
             )
+    lines = [line.replace("END_LOAD", f"{os.getloadavg()[0]:.1f}") for line in lines]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -273,3 +273,146 @@ def test_attach_twice_is_an_error() -> None:
     with pytest.raises(RuntimeError, match="already attached"):
         grads.attach()
     grads.detach()
+
+
+# --- The batched paths: norms reduced once per backward, results in preallocated rows ---
+
+
+def _mixed_net() -> nn.Sequential:
+    # float32 and float64 layers: one backward's norms come in two dtypes.
+    torch.manual_seed(11)
+    return nn.Sequential(
+        nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 5).double(), nn.Tanh(), nn.Linear(5, 2).double()
+    )
+
+
+def _mixed_forward(net: nn.Sequential, x: Tensor) -> Tensor:
+    h = net[1](net[0](x))
+    return net[4](net[3](net[2](h.double())))
+
+
+@pytest.mark.parametrize("every", [1, 2])
+def test_gradient_norms_match_grad_after_each_backward(
+    every: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Few rows per buffer, so the run crosses several flushes and buffer reuses.
+    monkeypatch.setattr("dltricks.diagnose.gradients._ROWS", 2)
+    net = _mixed_net()
+    x = torch.randn(7, 6, generator=torch.Generator().manual_seed(12))
+    expected: dict[int, list[float]] = {}
+    with GradientNorms(net, every=every) as grads:
+        for step in range(7):
+            if step % 3 == 0:
+                net.zero_grad()  # else accumulate: the norm is that of the running sum
+            _mixed_forward(net, x * (step + 1)).pow(2).sum().backward()
+            norms = [p.grad.norm().item() for p in net.parameters()]  # type: ignore[union-attr]
+            if step % every == 0:
+                expected[step] = norms
+            # Clipping after backward must not change what was recorded for this pass.
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1e-3)
+    rows = grads.records()
+    assert sorted({r["step"] for r in rows}) == sorted(expected)
+    for step, norms in expected.items():
+        got = [r["grad_norm"] for r in rows if r["step"] == step]
+        assert [r["layer"] for r in rows if r["step"] == step] == ["0", "0", "2", "2", "4", "4"]
+        assert got == pytest.approx(norms, rel=1e-6)
+
+
+def test_gradient_norms_survive_grads_taken_in_a_later_hook() -> None:
+    # Optimizer-in-backward: a later hook steps and frees .grad before backward ends.
+    model = _mlp("relu", 13)
+    x, y = _batch(13)
+    seen: dict[int, float] = {}
+    with GradientNorms(model) as grads:
+        handles = []
+        for i, p in enumerate(model.parameters()):
+
+            def take(param: Tensor, i: int = i) -> None:
+                seen[i] = param.grad.norm().item()  # type: ignore[union-attr]
+                param.grad = None
+
+            handles.append(p.register_post_accumulate_grad_hook(take))
+        F.cross_entropy(model(x), y).backward()
+        for h in handles:
+            h.remove()
+    assert all(p.grad is None for p in model.parameters())
+    got = [r["grad_norm"] for r in grads.records()]
+    assert got == pytest.approx([seen[i] for i in range(len(seen))], rel=1e-6)
+
+
+def test_gradient_norms_one_backward_after_attach_no_hooks_after_detach() -> None:
+    model, opt, x, y = _sgd_setup(14)
+    grads = GradientNorms(model)
+    _step(model, opt, x, y)  # not attached: nothing recorded
+    with grads:
+        _step(model, opt, x, y)
+    _step(model, opt, x, y)
+    assert grads.steps == [0]
+    assert all(not getattr(p, "_post_accumulate_grad_hooks", None) for p in model.parameters())
+    grads.clear()
+    with pytest.raises(ValueError, match="no records yet"):
+        grads.per_layer()
+    with grads:
+        _step(model, opt, x, y)
+    assert grads.steps == [1]
+    assert len(grads.records()) == 8
+
+
+@pytest.mark.parametrize("module", [nn.ReLU(), nn.LeakyReLU(0.1), nn.Tanh(), nn.Sigmoid()])
+def test_activation_stats_across_flushes_and_widths(
+    module: nn.Module, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One activation module reused at two widths (unit rows of two sizes), a 1-D output,
+    # and few rows per buffer so that records cross flushes.
+    monkeypatch.setattr("dltricks.diagnose.activations._ROWS", 2)
+    g = torch.Generator().manual_seed(15)
+    inputs = [
+        3 * torch.randn(16, 8, generator=g) - 0.5,
+        3 * torch.randn(16, 4, generator=g),
+        torch.randn(5, generator=g),
+        torch.randn(16, 8, generator=g).double(),
+        torch.randn(4, 3, 5, 5, generator=g),
+    ]
+    with ActivationStats(module) as stats:
+        for x in inputs:
+            module(x)
+    rows = stats.records()
+    assert [r["step"] for r in rows] == list(range(len(inputs)))
+    for row, x in zip(rows, inputs, strict=True):
+        out = module(x).double()
+        assert row["mean"] == pytest.approx(out.mean().item(), rel=1e-5, abs=1e-6)
+        assert row["std"] == pytest.approx(out.std(unbiased=False).item(), rel=1e-4)
+        units = out if out.ndim >= 2 else out.unsqueeze(0)
+        units = units.transpose(0, 1).reshape(units.shape[1], -1)
+        if isinstance(module, (nn.ReLU, nn.LeakyReLU)):
+            dead = (units <= 0).all(dim=1).double().mean().item()
+            assert row["dead"] == pytest.approx(dead, abs=1e-12)
+            assert row["saturated"] is None
+        else:
+            low, high = (0.0, 1.0) if isinstance(module, nn.Sigmoid) else (-1.0, 1.0)
+            saturated = ((out < low + 0.01) | (out > high - 0.01)).double().mean().item()
+            assert row["saturated"] == pytest.approx(saturated, abs=1e-12)
+            assert row["dead"] is None
+
+
+def test_update_ratios_across_flushes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("dltricks.diagnose.updates._ROWS", 2)
+    model, opt, x, y = _sgd_setup(16)
+    expected = []
+    with UpdateRatios(model, opt) as ratios:
+        for _ in range(5):
+            before = [p.detach().clone() for p in model.parameters()]
+            _step(model, opt, x, y)
+            expected.append(
+                [
+                    ((p.detach() - b).norm().item(), b.norm().item())
+                    for p, b in zip(model.parameters(), before, strict=True)
+                ]
+            )
+    rows = ratios.records()
+    assert [r["step"] for r in rows[::8]] == list(range(5))
+    for step in range(5):
+        got = [(r["update_norm"], r["weight_norm"]) for r in rows if r["step"] == step]
+        for (upd, w), (ref_upd, ref_w) in zip(got, expected[step], strict=True):
+            assert upd == pytest.approx(ref_upd, rel=1e-5, abs=1e-9)
+            assert w == pytest.approx(ref_w, rel=1e-5, abs=1e-9)

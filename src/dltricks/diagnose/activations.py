@@ -17,7 +17,7 @@ from dltricks.diagnose.layers import (
     activation_kind,
     find_layers,
 )
-from dltricks.diagnose.monitor import Monitor, check_every
+from dltricks.diagnose.monitor import Monitor, RowBuffer, check_every
 from dltricks.diagnose.table import format_table
 
 if TYPE_CHECKING:
@@ -25,7 +25,42 @@ if TYPE_CHECKING:
 
 __all__ = ["ActivationStats"]
 
-_FLUSH_AT = 1024
+# Forwards per layer whose reductions stay on the tensor side before one batched
+# conversion: hooks never force a device sync, and the rows are allocated once.
+_ROWS = 128
+_EXACT_DTYPES = (torch.float32, torch.float64)
+# Outputs are never negative, so a unit is dead exactly when its sum over the batch is 0:
+# one per-unit sum then gives both the layer mean and the dead units (one kernel, not two).
+_NONNEGATIVE: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6)
+# Columns of a layer's scalar rows: ||y - centre||_2, sum(y - centre), and for sigmoid/tanh
+# ||sign(saturated part)||_2 = sqrt(number of saturated outputs).
+_NORM, _TOTAL, _SATURATED = 0, 1, 2
+
+
+class _LayerRows:
+    """One layer's recorded forwards: reductions in preallocated rows, plus their keys.
+
+    The views that the hook writes into are made once here: making a view per write costs
+    about a microsecond of Python and dispatch, several times per layer and forward.
+    """
+
+    def __init__(self, like: Tensor, units: int) -> None:
+        self.scalars = RowBuffer(_ROWS, 3, like)
+        columns = self.scalars.data.t()
+        self.norm_at = list(columns[_NORM].unbind())
+        self.total_at = list(columns[_TOTAL].unbind())
+        self.saturated_at = list(columns[_SATURATED].unbind())
+        # Per-unit sums (non-negative kinds) or maxima (other rectifiers), one row each.
+        self.units = RowBuffer(_ROWS, units, like) if units else None
+        self.units_at = list(self.units.data.unbind()) if self.units is not None else []
+        self.n_units = units
+        self.dtype = like.dtype
+        self.steps: list[int] = []
+        self.numels: list[int] = []
+
+    def fits(self, like: Tensor, units: int) -> bool:
+        # The device is checked by the first write instead (see the hook).
+        return len(self.steps) < _ROWS and units == self.n_units and like.dtype is self.dtype
 
 
 class ActivationStats(Monitor):
@@ -46,7 +81,8 @@ class ActivationStats(Monitor):
 
     Statistics that do not apply to a layer's kind are ``None``. Only forwards in training
     mode are recorded unless ``training_only=False``; ``every=N`` records one in N. The hooks
-    keep reductions as tensors and convert them in batches, so they never force a sync.
+    write their reductions into preallocated tensors, converted in batches when read (or
+    every 128 forwards), so they never force a device sync.
     """
 
     def __init__(
@@ -68,9 +104,17 @@ class ActivationStats(Monitor):
         self.training_only = training_only
         self.layers = find_layers(model, layer_types, what="ActivationStats")
         self.kinds: list[ActivationKind] = [activation_kind(m) for _, m in self.layers]
+        self._unit_sums = [isinstance(m, _NONNEGATIVE) for _, m in self.layers]
+        self._has_units = [
+            unit_sums or kind == "rectifier"
+            for unit_sums, kind in zip(self._unit_sums, self.kinds, strict=True)
+        ]
         self._calls = [0] * len(self.layers)
-        # (layer index, step, numel, 0-d reductions, per-unit max or None)
-        self._pending: list[tuple[int, int, int, list[Tensor], Tensor | None]] = []
+        # ndim -> (dims reduced to one value per unit, the unit dim)
+        self._unit_dims: dict[int, tuple[tuple[int, ...], int]] = {}
+        self._rows: list[_LayerRows | None] = [None] * len(self.layers)
+        # (layer index, row) of each recorded forward not yet converted, in record order.
+        self._order: list[tuple[int, int]] = []
         self._done: list[dict[str, Any]] = []
 
     def _register(self) -> list[RemovableHandle]:
@@ -80,77 +124,123 @@ class ActivationStats(Monitor):
         ]
 
     def _on_forward(self, index: int, module: nn.Module, inputs: Any, output: Any) -> None:
+        # Runs on every forward of every watched layer: each tensor op here costs a few
+        # microseconds of dispatch on CPU, so the hook uses as few as the kind allows
+        # (2 for ReLU, 3 for other rectifiers, 5 for tanh, 6 for sigmoid).
         if self.training_only and not module.training:
             return
         step = self._calls[index]
         self._calls[index] = step + 1
-        if step % self.every or not isinstance(output, Tensor) or output.numel() == 0:
+        if step % self.every or not isinstance(output, Tensor):
+            return
+        if not output.is_floating_point() or output.numel() == 0:
             return
         y = output.detach()
-        if not y.is_floating_point():
-            return
-        if y.dtype not in (torch.float32, torch.float64):
+        if y.dtype not in _EXACT_DTYPES:
             y = y.float()
         kind = self.kinds[index]
-        unit_max: Tensor | None = None
-        # Shift sigmoid outputs to [-1/2, 1/2]: the sums then cancel less when the mean is
-        # far from 0, and saturation becomes one symmetric threshold.
-        centre = 0.5 if kind == "sigmoid" else 0.0
-        if centre:
-            y = y - centre
-        parts = [y.sum(), torch.linalg.vector_norm(y)]
+        if kind == "sigmoid":
+            # Shift sigmoid outputs to [-1/2, 1/2]: the sums then cancel less when the mean
+            # is far from 0, and saturation becomes one symmetric threshold.
+            y = y - 0.5
+        shaped = y
+        dims: tuple[int, ...] = ()
+        n_units = 0
+        if self._has_units[index]:
+            shaped = y if y.ndim >= 2 else y.unsqueeze(0)
+            found = self._unit_dims.get(shaped.ndim)
+            if found is None:
+                unit_dim = self.unit_dim % shaped.ndim
+                found = (tuple(d for d in range(shaped.ndim) if d != unit_dim), unit_dim)
+                self._unit_dims[shaped.ndim] = found
+            dims = found[0]
+            n_units = shaped.shape[found[1]]
+        rows = self._rows[index]
+        if rows is None or not rows.fits(y, n_units):
+            self._flush()  # empties full buffers for reuse
+            if rows is None or not rows.fits(y, n_units):
+                rows = self._rows[index] = _LayerRows(y, n_units)
+        row = len(rows.steps)
+        try:
+            torch.linalg.vector_norm(y, out=rows.norm_at[row])
+        except RuntimeError:
+            # Another device than the rows' (checked here, not per call: comparing devices
+            # costs about a microsecond per hook).
+            self._flush()
+            rows = self._rows[index] = _LayerRows(y, n_units)
+            row = 0
+            torch.linalg.vector_norm(y, out=rows.norm_at[row])
+        self._order.append((index, row))
+        rows.steps.append(step)
+        rows.numels.append(y.numel())
+        if n_units:
+            if self._unit_sums[index]:
+                torch.sum(shaped, dim=dims, out=rows.units_at[row])
+                return  # the total is the sum of the unit sums
+            torch.amax(shaped, dim=dims, out=rows.units_at[row])
+        torch.sum(y, dim=None, out=rows.total_at[row])
         if kind in ("sigmoid", "tanh"):
             bound = 0.5 if kind == "sigmoid" else 1.0
-            # hardshrink zeroes |y| <= lambda, so the non-zeros are the saturated outputs.
-            parts.append(
-                torch.count_nonzero(F.hardshrink(y, bound - self.saturation_eps)).to(y.dtype)
-            )
-        elif kind == "rectifier":
-            units = y if y.ndim >= 2 else y.unsqueeze(0)
-            dim = self.unit_dim % units.ndim
-            reduce_dims = tuple(d for d in range(units.ndim) if d != dim)
-            unit_max = units.amax(dim=reduce_dims)
-        self._pending.append((index, step, y.numel(), parts, unit_max))
-        if len(self._pending) >= _FLUSH_AT:
-            self._flush()
+            # hardshrink zeroes |y| <= lambda, so sign() is +-1 exactly on saturated
+            # outputs and its squared norm counts them. Float ops throughout: on CPU a
+            # comparison to bool plus a count costs several times more.
+            shrunk = F.hardshrink(y, bound - self.saturation_eps)
+            torch.linalg.vector_norm(torch.sign(shrunk), out=rows.saturated_at[row])
 
     def _flush(self) -> None:
-        if not self._pending:
+        if not self._order:
             return
-        # One conversion for all scalars and one reduction per layer for the unit maxima,
-        # instead of a sync per record.
-        flat = torch.stack([t for p in self._pending for t in p[3]]).to(torch.float64).tolist()
-        dead: dict[int, float] = {}
-        by_layer: dict[int, list[int]] = {}
-        for pos, p in enumerate(self._pending):
-            if p[4] is not None:
-                by_layer.setdefault(p[0], []).append(pos)
-        for positions in by_layer.values():
-            maxima = torch.stack([self._pending[pos][4] for pos in positions])  # type: ignore[misc]
-            fractions = (maxima <= 0).sum(dim=1).div(maxima.shape[1]).tolist()
-            dead.update(zip(positions, fractions, strict=True))
-        offset = 0
-        for pos, (index, step, numel, parts, _) in enumerate(self._pending):
-            values = flat[offset : offset + len(parts)]
-            offset += len(parts)
+        # One conversion per layer for its scalars and one for its per-unit rows, instead
+        # of a sync per record.
+        taken: dict[int, tuple[list[list[float]], list[float] | None, list[float] | None]] = {}
+        keys: dict[int, tuple[list[int], list[int]]] = {}
+        for index, rows in enumerate(self._rows):
+            if rows is None or not rows.steps:
+                continue
+            used = len(rows.steps)
+            dead: list[float] | None = None
+            unit_totals: list[float] | None = None
+            if rows.units is not None:
+                units = rows.units.data[:used]
+                dead = (units <= 0).sum(dim=1, dtype=torch.float64).div(units.shape[1]).tolist()
+                if self._unit_sums[index]:
+                    unit_totals = units.sum(dim=1, dtype=torch.float64).tolist()
+            scalars = rows.scalars.data[:used].to(torch.float64).tolist()
+            taken[index] = (scalars, dead, unit_totals)
+            keys[index] = (rows.steps, rows.numels)
+            rows.steps, rows.numels = [], []
+        for index, row in self._order:
+            scalars, dead, unit_totals = taken[index]
+            steps, numels = keys[index]
+            values = scalars[row]
+            numel = numels[row]
             kind = self.kinds[index]
-            mean = values[0] / numel
-            var = max(values[1] * values[1] / numel - mean * mean, 0.0)
+            total = unit_totals[row] if unit_totals is not None else values[_TOTAL]
+            mean = total / numel
+            var = max(values[_NORM] * values[_NORM] / numel - mean * mean, 0.0)
+            saturated: float | None = None
+            if kind in ("sigmoid", "tanh"):
+                # The squared norm of the signs is an integer count: rounding removes the
+                # sqrt's float32 error (exact below about 2M saturated outputs).
+                saturated = round(values[_SATURATED] ** 2) / numel
             self._done.append(
                 {
-                    "step": step,
+                    "step": steps[row],
                     "layer": self.layers[index][0],
                     "kind": kind,
                     "mean": mean + (0.5 if kind == "sigmoid" else 0.0),
                     "std": math.sqrt(var),
-                    "saturated": values[2] / numel if len(values) > 2 else None,
-                    "dead": dead.get(pos),
+                    "saturated": saturated,
+                    "dead": dead[row] if dead is not None else None,
                 }
             )
-        self._pending = []
+        self._order = []
 
     def clear(self) -> None:
-        self._pending = []
+        for rows in self._rows:
+            if rows is not None:
+                rows.steps, rows.numels = [], []
+        self._order = []
         self._done = []
 
     def records(self) -> list[dict[str, Any]]:
@@ -175,7 +265,7 @@ class ActivationStats(Monitor):
         return rows
 
     def to_table(self, step: int | None = None) -> str:
-        if not self._done and not self._pending:
+        if not self._done and not self._order:
             return "ActivationStats: no records"
         rows = self._rows_at(step)
         columns = [

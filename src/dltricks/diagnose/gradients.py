@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from dltricks.diagnose.layers import WEIGHT_LAYER_TYPES, find_layers
-from dltricks.diagnose.monitor import Monitor, check_every
+from dltricks.diagnose.monitor import Monitor, RowBuffer, check_every
 from dltricks.diagnose.table import format_table
 
 if TYPE_CHECKING:
@@ -18,16 +18,10 @@ if TYPE_CHECKING:
 
 __all__ = ["GradientNorms"]
 
-# Norms stay tensors until this many are pending, so a hook never forces a device sync;
-# converting them in one batch also bounds the memory held by pending tensors.
-_FLUSH_AT = 4096
-
-
-def _norm(tensor: Tensor) -> Tensor:
-    # Half-precision squares overflow long before the norm does.
-    if tensor.dtype not in (torch.float32, torch.float64):
-        tensor = tensor.float()
-    return torch.linalg.vector_norm(tensor)
+# Backward passes whose norms stay on the tensor side before one batched conversion: no
+# hook or callback forces a device sync, and the rows are allocated once.
+_ROWS = 256
+_EXACT_DTYPES = (torch.float32, torch.float64)
 
 
 class GradientNorms(Monitor):
@@ -36,8 +30,11 @@ class GradientNorms(Monitor):
     Watches ``layer_types`` (default: Linear, Bilinear, Conv and ConvTranspose layers;
     ``None`` = every module that owns parameters, e.g. to include PReLU or LayerNorm). A hook
     on each parameter fires when its ``.grad`` has been accumulated, so the norm is that of
-    ``.grad`` after each ``backward()`` (with gradient accumulation: the running sum).
-    ``step`` counts backward passes since construction; ``every=N`` records one in N.
+    ``.grad`` after each ``backward()`` (with gradient accumulation: the running sum), before
+    any clipping or optimizer step. ``step`` counts a parameter's backward passes since
+    construction; ``every=N`` records one in N. Norms are written into preallocated rows, one
+    per backward pass, and converted in batches when read (or every 256 passes), so a hook
+    never forces a device sync.
 
     Read: ``per_layer()`` (layer -> weight grad norm at the last step), ``vanishing_ratio()``
     (first layer / last layer: << 1 means vanishing, >> 1 exploding), ``records()``,
@@ -73,7 +70,13 @@ class GradientNorms(Monitor):
                 f"parameters that require grad"
             )
         self._calls = [0] * len(self.params)
-        self._pending: list[tuple[int, int, Tensor]] = []
+        # One row of norms per backward pass (column = parameter index); row_keys[i] holds
+        # the (parameter index, step) pairs written in row i.
+        self._rows: RowBuffer | None = None
+        self._row_keys: list[list[tuple[int, int]]] = []
+        self._row_views: list[Tensor] = []
+        # The autograd graph task (backward pass) that the current row belongs to.
+        self._task: int | None = None
         self._done: list[tuple[int, int, float]] = []
 
     def _register(self) -> list[RemovableHandle]:
@@ -83,28 +86,60 @@ class GradientNorms(Monitor):
         ]
 
     def _on_grad(self, index: int, param: Tensor) -> None:
+        # The norm is taken here, while the freshly accumulated .grad is still in cache:
+        # measured on CPU, one batched norm at the end of backward (torch._foreach_norm)
+        # costs more, since by then the gradients must be read back from memory.
         step = self._calls[index]
         self._calls[index] = step + 1
-        if step % self.every or param.grad is None:
+        grad = param.grad
+        if step % self.every or grad is None:
             return
-        self._pending.append((index, step, _norm(param.grad.detach())))
-        if len(self._pending) >= _FLUSH_AT:
-            self._flush()
+        task = torch._C._current_graph_task_id()
+        if task != self._task or task < 0:
+            self._start_row(grad)
+            self._task = task
+        self._row_keys[-1].append((index, step))
+        out = self._row_views[index]
+        # No torch.no_grad() here: backward runs with grad mode off already, and entering
+        # the context costs about as much as the norm's dispatch.
+        if grad.dtype is out.dtype:
+            try:
+                torch.linalg.vector_norm(grad, out=out)
+                return
+            except RuntimeError:  # another device than the row's (a model spread out)
+                pass
+        # Half-precision squares overflow long before the norm: accumulate in float32.
+        # Other dtypes or devices than the row's (rare) go through a copy.
+        exact = grad.dtype in _EXACT_DTYPES
+        out.copy_(torch.linalg.vector_norm(grad.detach(), dtype=None if exact else torch.float32))
+
+    def _start_row(self, like: Tensor) -> None:
+        """A new backward pass: the next row of norms, as one view per parameter."""
+        like = like if like.dtype in _EXACT_DTYPES else like.float()
+        width = len(self.params)
+        rows = self._rows
+        if rows is None or not rows.fits(like, width):
+            self._flush()  # empties a full buffer for reuse
+            if rows is None or not rows.fits(like, width):
+                rows = self._rows = RowBuffer(_ROWS, width, like)
+        self._row_views = list(rows.next_row().unbind())
+        self._row_keys.append([])
 
     def _flush(self) -> None:
-        if not self._pending:
+        if self._rows is None or not self._row_keys:
             return
-        values = torch.stack([norm for _, _, norm in self._pending]).tolist()
-        self._done.extend(
-            (index, step, value)
-            for (index, step, _), value in zip(self._pending, values, strict=True)
-        )
-        self._pending = []
-        # Gradients arrive output layer first; keep reads in (step, layer order).
+        for keys, values in zip(self._row_keys, self._rows.take(), strict=True):
+            self._done.extend((index, step, values[index]) for index, step in keys)
+        self._row_keys = []
+        # Keep reads in (step, layer order) even when parameters skip backward passes and
+        # their step counters drift apart (a near-sorted list: the sort is about linear).
         self._done.sort(key=lambda row: (row[1], row[0]))
 
     def clear(self) -> None:
-        self._pending = []
+        if self._rows is not None:
+            self._rows.used = 0
+        self._row_keys = []
+        self._task = None
         self._done = []
 
     def records(self) -> list[dict[str, Any]]:
@@ -171,7 +206,7 @@ class GradientNorms(Monitor):
         return step
 
     def to_table(self, step: int | None = None) -> str:
-        if not self._done and not self._pending:
+        if not self._done and not self._row_keys:
             return "GradientNorms: no records"
         self._flush()
         step = self._resolve_step(step)

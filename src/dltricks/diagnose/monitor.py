@@ -6,13 +6,14 @@ from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["Monitor", "check_every"]
+__all__ = ["Monitor", "RowBuffer", "check_every"]
 
 _M = TypeVar("_M", bound="Monitor")
 
@@ -22,6 +23,51 @@ def check_every(every: int) -> int:
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise ValueError(f"every must be a positive integer, got {every!r}")
     return every
+
+
+class RowBuffer:
+    """Rows allocated once, that hooks write their reductions into with ``out=``.
+
+    Why not keep each hook's small result tensors until they are read: such tensors outlive
+    the step among its large activation and gradient buffers, and on CPU (glibc malloc) that
+    alone was measured to add about 150 page faults and 3-5% to a training step of the lab's
+    MLP. Rows allocated once leave the step's allocation pattern as it was, and reading
+    them all at once costs one device sync per ``rows`` records.
+    """
+
+    def __init__(self, rows: int, width: int, like: Tensor) -> None:
+        self.data = torch.empty(rows, width, dtype=like.dtype, device=like.device)
+        self.used = 0
+
+    def fits(self, like: Tensor, width: int) -> bool:
+        """Whether results computed from ``like``, ``width`` per row, can go in here."""
+        data = self.data
+        return (
+            self.used < data.shape[0]
+            and data.shape[1] == width
+            and data.dtype is like.dtype
+            and data.device == like.device
+        )
+
+    def next_row(self) -> Tensor:
+        row = self.data[self.used]
+        self.used += 1
+        return row
+
+    @staticmethod
+    def stack_into(values: list[Tensor] | tuple[Tensor, ...], row: Tensor) -> None:
+        """``torch.stack(values, out=row)``; values on other devices (a model spread over
+        devices, rare) are moved first. Other float dtypes are cast by ``stack`` itself."""
+        try:
+            torch.stack(values, out=row)
+        except RuntimeError:
+            torch.stack([v.to(row.device) for v in values], out=row)
+
+    def take(self) -> list[list[float]]:
+        """The written rows as Python floats (float64); the buffer is then empty again."""
+        rows = self.data[: self.used].to(torch.float64).tolist()
+        self.used = 0
+        return rows
 
 
 class Monitor(ABC):

@@ -11,13 +11,16 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from dltricks.diagnose.layers import WEIGHT_LAYER_TYPES, find_layers
-from dltricks.diagnose.monitor import Monitor, check_every
+from dltricks.diagnose.monitor import Monitor, RowBuffer, check_every
 from dltricks.diagnose.table import format_table
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ["UpdateRatios"]
+
+# Recorded steps whose norms stay on the tensor side before one batched conversion.
+_ROWS = 256
 
 
 class UpdateRatios(Monitor):
@@ -65,7 +68,10 @@ class UpdateRatios(Monitor):
         self._step = 0
         self._snapshot: list[Tensor] | None = None
         self._armed = False
-        self._pending: list[tuple[int, Tensor, Tensor]] = []
+        # One row per recorded step: update norms, then weight norms (see RowBuffer for why
+        # rows allocated once rather than a pair of small tensors per step).
+        self._rows: RowBuffer | None = None
+        self._row_steps: list[int] = []
         self._done: list[tuple[int, list[float], list[float]]] = []
 
     def _register(self) -> list[RemovableHandle]:
@@ -83,24 +89,34 @@ class UpdateRatios(Monitor):
         if not self._armed:
             return
         params = [p.detach() for _, _, p in self.params]
-        if self._snapshot is None:
-            self._snapshot = [p.clone() for p in params]
-        else:
-            torch._foreach_copy_(self._snapshot, params)
+        with torch.no_grad():
+            if self._snapshot is None:
+                self._snapshot = [p.clone() for p in params]
+            else:
+                # One fused copy into buffers reused across steps.
+                torch._foreach_copy_(self._snapshot, params)
 
     def after_step(self) -> None:
         """Compare the parameters with the snapshot and record the ratios."""
         step = self._step
         self._step += 1
-        if not self._armed or self._snapshot is None:
+        snapshot = self._snapshot
+        if not self._armed or snapshot is None:
             return
         self._armed = False
-        weight_norms = torch.stack(torch._foreach_norm(self._snapshot))
-        torch._foreach_sub_(self._snapshot, [p.detach() for _, _, p in self.params])
-        update_norms = torch.stack(torch._foreach_norm(self._snapshot))
-        self._pending.append((step, update_norms, weight_norms))
-        if len(self._pending) >= 256:
-            self._flush()
+        width = 2 * len(self.params)
+        rows = self._rows
+        if rows is None or not rows.fits(snapshot[0], width):
+            self._flush()  # empties a full buffer for reuse
+            if rows is None or not rows.fits(snapshot[0], width):
+                rows = self._rows = RowBuffer(_ROWS, width, snapshot[0])
+        row = rows.next_row()
+        half = len(self.params)
+        with torch.no_grad():
+            RowBuffer.stack_into(torch._foreach_norm(snapshot), row[half:])
+            torch._foreach_sub_(snapshot, [p.detach() for _, _, p in self.params])
+            RowBuffer.stack_into(torch._foreach_norm(snapshot), row[:half])
+        self._row_steps.append(step)
 
     @contextmanager
     def measure(self) -> Iterator[None]:
@@ -110,12 +126,17 @@ class UpdateRatios(Monitor):
         self.after_step()
 
     def _flush(self) -> None:
-        for step, updates, weights in self._pending:
-            self._done.append((step, updates.tolist(), weights.tolist()))
-        self._pending = []
+        if self._rows is None or not self._row_steps:
+            return
+        half = len(self.params)
+        for step, values in zip(self._row_steps, self._rows.take(), strict=True):
+            self._done.append((step, values[:half], values[half:]))
+        self._row_steps = []
 
     def clear(self) -> None:
-        self._pending = []
+        if self._rows is not None:
+            self._rows.used = 0
+        self._row_steps = []
         self._done = []
 
     def records(self) -> list[dict[str, Any]]:
@@ -153,7 +174,7 @@ class UpdateRatios(Monitor):
         return rows
 
     def to_table(self, step: int | None = None) -> str:
-        if not self._done and not self._pending:
+        if not self._done and not self._row_steps:
             return "UpdateRatios: no records"
         rows = self._rows_at(step)
         columns = [
