@@ -35,6 +35,7 @@ from torch.optim import Optimizer
 
 from dltricks.optim.base import Scalar, Transform
 from dltricks.optim.fast.path import MIN_FAST_NUMEL, FlatPath
+from dltricks.optim.finite import all_finite
 
 NonFinitePolicy = Literal["raise", "skip", "ignore"]
 NONFINITE_POLICIES: tuple[str, ...] = ("raise", "skip", "ignore")
@@ -163,13 +164,12 @@ class ComposedOptimizer(Optimizer):
             flat.step()
             return loss
         work = self._collect()
-        if self.nonfinite != "ignore" and not self._all_finite(work):
-            if self.nonfinite == "raise":
-                raise NonFiniteGradientError(self._describe_nonfinite(work))
-            self.skipped_steps += 1
+        grads = [p.grad for _, params in work for p in params if p.grad is not None]
+        if self.nonfinite != "ignore" and not all_finite(grads):
+            self.reject_nonfinite(work)
             return loss
         for group, params in work:
-            self._step_group(group, params)
+            self.step_group_eagerly(group, params)
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -394,10 +394,6 @@ class ComposedOptimizer(Optimizer):
             self._flat = FlatPath(self, min_numel=min_numel)
         return self._flat
 
-    def eager_step_group(self, group: dict[str, Any], params: list[Tensor]) -> None:
-        """The eager update of ``params`` of ``group`` (the fast path's fallback)."""
-        self._step_group(group, params)
-
     def reject_nonfinite(self, work: list[tuple[dict[str, Any], list[Tensor]]]) -> None:
         """Apply the non-finite policy to a step found to hold a non-finite gradient."""
         if self.nonfinite == "raise":
@@ -431,15 +427,6 @@ class ComposedOptimizer(Optimizer):
                 work.append((group, params))
         return work
 
-    @staticmethod
-    def _all_finite(work: list[tuple[dict[str, Any], list[Tensor]]]) -> bool:
-        grads = [p.grad for _, params in work for p in params if p.grad is not None]
-        if not grads:
-            return True
-        # One reduction per tensor and a single host sync for the whole step.
-        flags = torch.stack([torch.isfinite(g).all().to(torch.device("cpu")) for g in grads])
-        return bool(flags.all())
-
     def _describe_nonfinite(self, work: list[tuple[dict[str, Any], list[Tensor]]]) -> str:
         for group_index, group in enumerate(self.param_groups):
             for param_index, p in enumerate(group["params"]):
@@ -452,7 +439,8 @@ class ComposedOptimizer(Optimizer):
                     )
         return "non-finite gradient; the step was not taken"
 
-    def _step_group(self, group: dict[str, Any], params: list[Tensor]) -> None:
+    def step_group_eagerly(self, group: dict[str, Any], params: list[Tensor]) -> None:
+        """The eager update of ``params`` of ``group`` (also the fast path's fallback)."""
         chain = self.chain_for(group)
         hyper = self.group_hyper(group)
         for p in params:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from torch import Tensor
 from dltricks.optim.base import Scalar
 from dltricks.optim.fast.flat import Bucket
 from dltricks.optim.fast.kernel import FusedUpdate, fused_update_for
+from dltricks.optim.finite import all_finite
 
 if TYPE_CHECKING:
     from dltricks.optim.adapter import ComposedOptimizer
@@ -205,7 +205,7 @@ class FlatPath:
         for item in work:
             self._run(item)
         for group, params in eager:
-            opt.eager_step_group(group, params)
+            opt.step_group_eagerly(group, params)
         return True
 
     @staticmethod
@@ -214,28 +214,11 @@ class FlatPath:
 
     @staticmethod
     def _all_finite(work: list[_Work], eager: list[tuple[dict[str, Any], list[Tensor]]]) -> bool:
-        # A sum is finite when every element is, unless finite values overflow; a non-finite
-        # sum is confirmed elementwise, so the answer is exact. The sum reads the gradients
-        # once at streaming speed and allocates nothing of their size (isfinite would).
         grads = [
             item.bucket.grad_buf[slice(*item.bucket.span(item.start, item.stop))] for item in work
         ]
         grads += [p.grad for _, params in eager for p in params if p.grad is not None]
-        if not grads:
-            return True
-        sums = [g.sum() for g in grads]
-        if all(s.device.type == "cpu" for s in sums):
-            if all(math.isfinite(s.item()) for s in sums):
-                return True
-        elif bool(torch.isfinite(torch.stack([s.to("cpu", torch.float64) for s in sums])).all()):
-            return True  # one host sync for all devices
-        for g in grads:
-            if g.numel() == 0:
-                continue
-            low, high = torch.aminmax(g)
-            if not (bool(torch.isfinite(low)) and bool(torch.isfinite(high))):
-                return False
-        return True
+        return all_finite(grads)
 
     def _run(self, item: _Work) -> None:
         bucket, a, b = item.bucket, item.start, item.stop
