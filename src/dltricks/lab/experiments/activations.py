@@ -20,7 +20,6 @@ and PReLU's per-layer slopes after every epoch.
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any
 
 import torch
@@ -28,6 +27,7 @@ from matplotlib.figure import Figure
 
 from dltricks.lab.context import RunContext
 from dltricks.lab.registry import Experiment, register
+from dltricks.lab.stats import finite_mean
 from dltricks.nn import MLP
 from dltricks.optim import SGD
 from dltricks.train import Callback, EpochContext, TrainConfig, fit
@@ -130,11 +130,6 @@ def _diverged(rows: list[dict[str, Any]]) -> int:
     return sum(1 for r in rows if r["stop_reason"] == "diverged")
 
 
-def _mean(values: list[float]) -> float:
-    finite = [v for v in values if v is not None and math.isfinite(v)]
-    return sum(finite) / len(finite) if finite else float("nan")
-
-
 def _plot_accuracy(ctx: RunContext, records: list[dict[str, Any]], chance: float) -> None:
     cfg = ctx.config
     names = cfg["activations"]
@@ -147,7 +142,7 @@ def _plot_accuracy(ctx: RunContext, records: list[dict[str, Any]], chance: float
     ):
         for i, name in enumerate(names):
             values = [r[key] for r in _by_activation(records, name)]
-            mean = _mean(values)
+            mean = finite_mean(values)
             ax_bar.bar(
                 i + offset,
                 mean,
@@ -173,7 +168,7 @@ def _plot_accuracy(ctx: RunContext, records: list[dict[str, Any]], chance: float
         # A diverged run stops early: average the seeds still running at each epoch.
         length = max(len(r["curve_train_accuracy"]) for r in rows)
         curve = [
-            _mean(
+            finite_mean(
                 [r["curve_train_accuracy"][e] for r in rows if e < len(r["curve_train_accuracy"])]
             )
             for e in range(length)
@@ -209,7 +204,7 @@ def _plot_prelu(ctx: RunContext, rows: list[dict[str, Any]]) -> None:
         ax_layer.scatter(layers, r["prelu_slopes"], s=12, alpha=0.6, color="C4")
     ax_layer.plot(
         layers,
-        [_mean([r["prelu_slopes"][j] for r in rows]) for j in range(len(layers))],
+        [finite_mean([r["prelu_slopes"][j] for r in rows]) for j in range(len(layers))],
         marker="o",
         color="C4",
         label="learned slope (dots: seeds)",
@@ -225,7 +220,7 @@ def _plot_prelu(ctx: RunContext, rows: list[dict[str, Any]]) -> None:
     for j in range(len(layers)):
         ax_epoch.plot(
             epochs,
-            [_mean([r["curve_prelu_slopes"][e][j] for r in rows]) for e in epochs],
+            [finite_mean([r["curve_prelu_slopes"][e][j] for r in rows]) for e in epochs],
             color=f"C{j % 10}",
             label=f"layer {j + 1}",
         )
@@ -262,11 +257,11 @@ def run(ctx: RunContext) -> dict[str, Any]:
         rows = _by_activation(records, name)
         fast = [r["epochs_to_threshold"] for r in rows]
         per_activation[name] = {
-            "train_accuracy": _mean([r["train_accuracy"] for r in rows]),
-            "test_accuracy": _mean([r["test_accuracy"] for r in rows]),
+            "train_accuracy": finite_mean([r["train_accuracy"] for r in rows]),
+            "test_accuracy": finite_mean([r["test_accuracy"] for r in rows]),
             "seeds_reaching_threshold": sum(1 for f in fast if f is not None),
             "diverged_seeds": _diverged(rows),
-            "mean_epochs_to_threshold": _mean([f for f in fast if f is not None]),
+            "mean_epochs_to_threshold": finite_mean([f for f in fast if f is not None]),
         }
     ranked = sorted(per_activation, key=lambda a: -per_activation[a]["test_accuracy"])
     parts = [
@@ -300,14 +295,14 @@ def run(ctx: RunContext) -> dict[str, Any]:
     if prelu:
         _plot_prelu(ctx, prelu)
         layer_means = [
-            _mean([r["prelu_slopes"][j] for r in prelu])
+            finite_mean([r["prelu_slopes"][j] for r in prelu])
             for j in range(len(prelu[0]["prelu_slopes"]))
         ]
         summary["prelu_layer_slopes"] = layer_means
         parts.append(
             "PReLU's learned slopes (init 0.25) end between "
             f"{min(layer_means):.2f} and {max(layer_means):.2f} across layers "
-            f"(mean {_mean(layer_means):.2f})"
+            f"(mean {finite_mean(layer_means):.2f})"
         )
     summary["finding"] = "; ".join(parts) + "."
     return summary

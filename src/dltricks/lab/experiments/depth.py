@@ -74,15 +74,8 @@ def _train_one(ctx: RunContext, activation: str, depth: int, seed: int) -> dict[
 
 def collapse_depth(records: list[dict[str, Any]], activation: str, threshold: float) -> int | None:
     """The smallest depth whose mean training accuracy over seeds is below ``threshold``."""
-    by_depth: dict[int, list[float]] = {}
-    for r in records:
-        if r["activation"] == activation:
-            by_depth.setdefault(r["depth"], []).append(r["train_accuracy"])
-    for depth in sorted(by_depth):
-        values = by_depth[depth]
-        if sum(values) / len(values) < threshold:
-            return depth
-    return None
+    depths, means = _mean_by_depth(records, activation, "train_accuracy")
+    return next((d for d, m in zip(depths, means, strict=True) if m < threshold), None)
 
 
 def _mean_by_depth(

@@ -38,6 +38,7 @@ import torch
 from dltricks.data import SplitDataset
 from dltricks.lab.context import RunContext
 from dltricks.lab.registry import Experiment, register
+from dltricks.lab.stats import mean
 from dltricks.nn import MLP, param_groups_no_decay
 from dltricks.optim import Adam, AdamW
 from dltricks.train import EarlyStopping, TrainConfig, fit
@@ -147,10 +148,6 @@ def _by_trick(records: list[dict[str, Any]], key: str) -> dict[str, dict[int, fl
     return table
 
 
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
-
-
 def _plot_accuracy(ctx: RunContext, records: list[dict[str, Any]], setup: str) -> None:
     tricks = list(ctx.config["tricks"])
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
@@ -162,9 +159,9 @@ def _plot_accuracy(ctx: RunContext, records: list[dict[str, Any]], setup: str) -
         for i, trick in enumerate(tricks):
             values = list(table[trick].values())
             spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            ax.errorbar([i], [_mean(values)], yerr=[spread], fmt="o", color="black", capsize=5)
+            ax.errorbar([i], [mean(values)], yerr=[spread], fmt="o", color="black", capsize=5)
             ax.scatter([i] * len(values), values, s=14, alpha=0.5, color="tab:blue")
-        plain = _mean(list(table[PLAIN].values()))
+        plain = mean(list(table[PLAIN].values()))
         ax.axhline(plain, color="tab:red", linestyle=":", label=f"plain mean {plain:.3f}")
         ax.set_xticks(range(len(tricks)))
         ax.set_xticklabels(tricks, rotation=20)
@@ -236,8 +233,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
     test = _by_trick(records, "test_accuracy")
     train = _by_trick(records, "train_accuracy")
     plain_test = test[PLAIN]
-    mean_test = {t: _mean(list(test[t].values())) for t in tricks}
-    mean_train = {t: _mean(list(train[t].values())) for t in tricks}
+    mean_test = {t: mean(list(test[t].values())) for t in tricks}
+    mean_train = {t: mean(list(train[t].values())) for t in tricks}
     gain = {t: mean_test[t] - mean_test[PLAIN] for t in tricks if t != PLAIN}
     # Seeds where the trick beats plain on the same init and batch order (a paired view).
     wins = {t: sum(test[t][s] > plain_test[s] for s in plain_test if s in test[t]) for t in gain}
@@ -245,7 +242,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     best_epochs = [r["best_epoch"] for r in plain_records]
     test_at_best = [r["curve_test_accuracy"][r["best_epoch"] - 1] for r in plain_records]
     # How far the validation loss climbs from its minimum by the last epoch (over-fitting).
-    val_rise = _mean([r["curve_val_loss"][-1] / min(r["curve_val_loss"]) for r in plain_records])
+    val_rise = mean([r["curve_val_loss"][-1] / min(r["curve_val_loss"]) for r in plain_records])
     helped = [t for t in gain if gain[t] > 0]
     parts = ", ".join(f"{t} {gain[t]:+.3f} ({wins[t]}/{len(plain_test)} seeds)" for t in gain)
     finding = (
@@ -253,7 +250,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
         f"by {parts}; {len(helped)} of {len(gain)} tricks raised it. The plain MLP's "
         f"validation loss is lowest at epoch {min(best_epochs)}-{max(best_epochs)} of "
         f"{cfg['epochs']} and ends {val_rise:.2f}x that minimum (mean test accuracy at the "
-        f"minimum {_mean(test_at_best):.3f}, at the last epoch {mean_test[PLAIN]:.3f})."
+        f"minimum {mean(test_at_best):.3f}, at the last epoch {mean_test[PLAIN]:.3f})."
     )
     if "dropout" in mean_train:
         finding += (
@@ -266,7 +263,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
         "test_gain_over_plain": gain,
         "seeds_beating_plain": wins,
         "plain_best_epochs": best_epochs,
-        "plain_test_accuracy_at_best_epoch": _mean(test_at_best),
+        "plain_test_accuracy_at_best_epoch": mean(test_at_best),
         "plain_final_over_min_val_loss": val_rise,
         "finding": finding,
     }

@@ -30,6 +30,7 @@ from dltricks.data import SplitDataset
 from dltricks.diagnose import ActivationStats
 from dltricks.lab.context import RunContext
 from dltricks.lab.registry import Experiment, register
+from dltricks.lab.stats import finite_mean
 from dltricks.nn import MLP
 from dltricks.optim import SGD
 from dltricks.train import TrainConfig, fit
@@ -118,11 +119,6 @@ def _select(
     ]
 
 
-def _mean(values: list[float]) -> float:
-    finite = [v for v in values if v is not None and math.isfinite(v)]
-    return sum(finite) / len(finite) if finite else float("nan")
-
-
 def _plot_training(ctx: RunContext, records: list[dict[str, Any]], chance_loss: float) -> None:
     cfg = ctx.config
     depths = cfg["depths"]
@@ -137,7 +133,9 @@ def _plot_training(ctx: RunContext, records: list[dict[str, Any]], chance_loss: 
                     ax.plot(range(1, len(r[key]) + 1), r[key], color=f"C{i}", alpha=0.3, lw=0.8)
                 # A diverged run stops early: average the seeds still running.
                 length = max(len(r[key]) for r in rows)
-                mean = [_mean([r[key][e] for r in rows if e < len(r[key])]) for e in range(length)]
+                mean = [
+                    finite_mean([r[key][e] for r in rows if e < len(r[key])]) for e in range(length)
+                ]
                 ax.plot(range(1, length + 1), mean, color=f"C{i}", label=_label(activation, init))
         axes[0][col].axhline(chance_loss, color="grey", linestyle=":", label="chance (ln C)")
         axes[0][col].set_yscale("log")
@@ -167,7 +165,7 @@ def _plot_signal(ctx: RunContext, records: list[dict[str, Any]]) -> None:
         for i, (activation, init) in enumerate(cfg["settings"]):
             rows = _select(records, activation, init, depth)
             rms = [
-                math.exp(_mean([math.log(r["init_signal_rms"][j]) for r in rows]))
+                math.exp(finite_mean([math.log(r["init_signal_rms"][j]) for r in rows]))
                 for j in range(depth)
             ]
             ax.plot(
@@ -180,7 +178,7 @@ def _plot_signal(ctx: RunContext, records: list[dict[str, Any]]) -> None:
         anchor = _select(records, "relu", "xavier", depth)
         if anchor:
             # E[z_l^2] halves per layer under Xavier on square ReLU layers: RMS x 2^(-1/2).
-            start = math.exp(_mean([math.log(r["init_signal_rms"][0]) for r in anchor]))
+            start = math.exp(finite_mean([math.log(r["init_signal_rms"][0]) for r in anchor]))
             theory = [start * 2 ** (-j / 2) for j in range(depth)]
             ax.plot(
                 range(1, depth + 1),
@@ -236,9 +234,9 @@ def run(ctx: RunContext) -> dict[str, Any]:
                 or r["train_loss"] > STALL_SHARE * chance_loss
             )
             stats = {
-                "train_loss": _mean(losses),
-                "train_accuracy": _mean([r["train_accuracy"] for r in rows]),
-                "test_accuracy": _mean([r["test_accuracy"] for r in rows]),
+                "train_loss": finite_mean(losses),
+                "train_accuracy": finite_mean([r["train_accuracy"] for r in rows]),
+                "test_accuracy": finite_mean([r["test_accuracy"] for r in rows]),
                 "stalled_seeds": stalled,
                 "seeds": len(rows),
             }

@@ -34,6 +34,7 @@ from dltricks.data import SplitDataset
 from dltricks.diagnose import ActivationStats, GradientNorms
 from dltricks.lab.context import RunContext
 from dltricks.lab.registry import Experiment, register
+from dltricks.lab.stats import mean
 from dltricks.nn import MLP
 from dltricks.optim import SGD
 from dltricks.train import TrainConfig, fit
@@ -229,8 +230,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
     # Self-normalisation: the last hidden layer's output statistics at init.
     last_stats = {
         a: {
-            "mean": _mean([r["activation_mean"][-1] for r in records if _is(r, a, "init")]),
-            "std": _mean([r["activation_std"][-1] for r in records if _is(r, a, "init")]),
+            "mean": mean([r["activation_mean"][-1] for r in records if _is(r, a, "init")]),
+            "std": mean([r["activation_std"][-1] for r in records if _is(r, a, "init")]),
         }
         for a in cfg["activations"]
     }
@@ -261,10 +262,6 @@ def run(ctx: RunContext) -> dict[str, Any]:
 
 def _is(record: dict[str, Any], activation: str, stage: str) -> bool:
     return bool(record["activation"] == activation and record["stage"] == stage)
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
 
 
 EXPERIMENT = register(
