@@ -50,17 +50,24 @@ class ReportOutcome:
     seconds: float = 0.0
 
 
-def _run_one(
-    name: str, runs_dir: str, quick: bool, seed: int, force: bool, threads: int | None
-) -> tuple[str, bool]:
-    """Run (or reuse) one experiment in a worker; returns its results path and reuse flag."""
-    if threads is not None:
-        import torch
+def _run_one(name: str, runs_dir: str, quick: bool, seed: int, force: bool) -> tuple[str, bool]:
+    """Run (or reuse) one experiment; returns its results path and reuse flag.
 
-        torch.set_num_threads(threads)
+    One torch thread, as ``dltricks run`` uses by default: results are bit-identical only for
+    the same thread count, and the report reuses runs made by either command.
+    """
+    import torch
+
     from dltricks.lab.runner import run_experiment
 
-    outcome = run_experiment(name, out_root=Path(runs_dir), quick=quick, seed=seed, reuse=not force)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        outcome = run_experiment(
+            name, out_root=Path(runs_dir), quick=quick, seed=seed, reuse=not force
+        )
+    finally:
+        torch.set_num_threads(previous)
     return str(outcome.results_path), outcome.reused
 
 
@@ -143,8 +150,8 @@ def build_report(
     """Run the lab's experiments into ``runs_dir`` and write ``out_dir/index.html``.
 
     Experiments whose results exist with the same configuration are reused unless ``force``.
-    With ``workers > 1`` experiments run in parallel processes, one torch thread each. A failed
-    experiment is shown as failed on the page; the others still run. The sweep stores in
+    Every experiment runs with one torch thread; with ``workers > 1`` in parallel processes.
+    A failed experiment is shown as failed on the page; the others still run. The sweep stores in
     ``runs_dir`` (``sweep-*.sqlite``) are shown, as they are, in a last section, Sweeps.
     """
     experiments = all_experiments()
@@ -160,7 +167,6 @@ def build_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     sink.start(names)
     paths: dict[str, Path] = {}
-    threads = 1 if workers > 1 else None
     to_run = []
     for name in names:
         cached = None if force else _cached_path(name, runs_dir, quick, seed)
@@ -175,8 +181,7 @@ def build_report(
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             pending: dict[Future[tuple[str, bool]], str] = {
-                pool.submit(_run_one, n, str(runs_dir), quick, seed, force, threads): n
-                for n in names_to_run
+                pool.submit(_run_one, n, str(runs_dir), quick, seed, force): n for n in names_to_run
             }
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -187,7 +192,7 @@ def build_report(
         for name in names_to_run:
             result: Future[tuple[str, bool]] = Future()
             try:
-                result.set_result(_run_one(name, str(runs_dir), quick, seed, force, threads))
+                result.set_result(_run_one(name, str(runs_dir), quick, seed, force))
             except Exception as error:  # one failed experiment must not stop the report
                 result.set_exception(error)
             _collect(name, result, outcome, paths, sink)
