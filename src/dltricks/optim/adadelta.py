@@ -9,7 +9,6 @@ from dltricks.optim.adapter import ComposedOptimizer, NonFinitePolicy
 from dltricks.optim.base import Transform
 from dltricks.optim.blocks import add_l2_penalty, negate, scale_by_adadelta, scale_by_learning_rate
 from dltricks.optim.combine import chain
-from dltricks.optim.validation import check_flag, check_non_negative, check_unit_interval
 
 
 class Adadelta(ComposedOptimizer):
@@ -28,6 +27,9 @@ class Adadelta(ComposedOptimizer):
     """
 
     structural_options = ("maximize",)
+    non_negative = ("lr", "eps", "weight_decay")
+    unit_interval = ("rho",)
+    flags = ("maximize",)
 
     def __init__(
         self,
@@ -50,13 +52,6 @@ class Adadelta(ComposedOptimizer):
             "maximize": maximize,
         }
         super().__init__(params, defaults, nonfinite=nonfinite, fast=fast)
-
-    def validate_group(self, group: Mapping[str, Any]) -> None:
-        check_non_negative("lr", group["lr"])
-        check_unit_interval("rho", group["rho"], include_one=True)
-        check_non_negative("eps", group["eps"])
-        check_non_negative("weight_decay", group["weight_decay"])
-        check_flag("maximize", group["maximize"])
 
     def build_chain(self, options: Mapping[str, Any]) -> Transform:
         blocks = [negate()] if options["maximize"] else []

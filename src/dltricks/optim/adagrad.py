@@ -16,7 +16,6 @@ from dltricks.optim.blocks import (
     sum_of_squares,
 )
 from dltricks.optim.combine import chain, identity, ratio
-from dltricks.optim.validation import check_flag, check_non_negative
 
 
 class Adagrad(ComposedOptimizer):
@@ -35,6 +34,8 @@ class Adagrad(ComposedOptimizer):
     """
 
     structural_options = ("maximize",)
+    non_negative = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps")
+    flags = ("maximize",)
 
     def __init__(
         self,
@@ -60,11 +61,6 @@ class Adagrad(ComposedOptimizer):
             "maximize": maximize,
         }
         super().__init__(params, defaults, nonfinite=nonfinite, fast=fast)
-
-    def validate_group(self, group: Mapping[str, Any]) -> None:
-        for name in ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
-            check_non_negative(name, group[name])
-        check_flag("maximize", group["maximize"])
 
     def build_chain(self, options: Mapping[str, Any]) -> Transform:
         blocks = [negate()] if options["maximize"] else []

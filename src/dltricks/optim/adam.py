@@ -19,7 +19,6 @@ from dltricks.optim.blocks import (
     scale_by_learning_rate,
 )
 from dltricks.optim.combine import chain, ratio
-from dltricks.optim.validation import check_betas, check_flag, check_non_negative
 
 
 def adam_direction(*, amsgrad: bool = False) -> Transform:
@@ -63,6 +62,8 @@ class Adam(ComposedOptimizer):
     """
 
     structural_options = ("amsgrad", "maximize", "decoupled_weight_decay")
+    non_negative = ("lr", "eps", "weight_decay")
+    flags = structural_options
 
     def __init__(
         self,
@@ -90,14 +91,6 @@ class Adam(ComposedOptimizer):
             "decoupled_weight_decay": decoupled_weight_decay,
         }
         super().__init__(params, defaults, nonfinite=nonfinite, fast=fast)
-
-    def validate_group(self, group: Mapping[str, Any]) -> None:
-        check_non_negative("lr", group["lr"])
-        check_betas(group["betas"])
-        check_non_negative("eps", group["eps"])
-        check_non_negative("weight_decay", group["weight_decay"])
-        for flag in self.structural_options:
-            check_flag(flag, group[flag])
 
     def build_chain(self, options: Mapping[str, Any]) -> Transform:
         blocks = [negate()] if options["maximize"] else []

@@ -16,7 +16,6 @@ from dltricks.optim.blocks import (
     scale_by_learning_rate,
 )
 from dltricks.optim.combine import chain, ratio
-from dltricks.optim.validation import check_betas, check_flag, check_non_negative
 
 
 class Adamax(ComposedOptimizer):
@@ -34,6 +33,8 @@ class Adamax(ComposedOptimizer):
     """
 
     structural_options = ("maximize",)
+    non_negative = ("lr", "eps", "weight_decay")
+    flags = ("maximize",)
 
     def __init__(
         self,
@@ -56,13 +57,6 @@ class Adamax(ComposedOptimizer):
             "maximize": maximize,
         }
         super().__init__(params, defaults, nonfinite=nonfinite, fast=fast)
-
-    def validate_group(self, group: Mapping[str, Any]) -> None:
-        check_non_negative("lr", group["lr"])
-        check_betas(group["betas"])
-        check_non_negative("eps", group["eps"])
-        check_non_negative("weight_decay", group["weight_decay"])
-        check_flag("maximize", group["maximize"])
 
     def build_chain(self, options: Mapping[str, Any]) -> Transform:
         blocks = [negate()] if options["maximize"] else []

@@ -36,6 +36,12 @@ from torch.optim import Optimizer
 from dltricks.optim.base import Scalar, Transform
 from dltricks.optim.fast.path import MIN_FAST_NUMEL, FlatPath
 from dltricks.optim.finite import all_finite
+from dltricks.optim.validation import (
+    check_betas,
+    check_flag,
+    check_non_negative,
+    check_unit_interval,
+)
 
 NonFinitePolicy = Literal["raise", "skip", "ignore"]
 NONFINITE_POLICIES: tuple[str, ...] = ("raise", "skip", "ignore")
@@ -102,8 +108,28 @@ class ComposedOptimizer(Optimizer):
         """The chain for a group whose structural options are ``options``."""
         raise NotImplementedError
 
+    #: Group entries that must be finite numbers >= 0.
+    non_negative: ClassVar[tuple[str, ...]] = ()
+    #: Group entries that must lie in [0, 1] (decay rates such as RMSprop's ``alpha``).
+    unit_interval: ClassVar[tuple[str, ...]] = ()
+    #: Group entries that must be True or False.
+    flags: ClassVar[tuple[str, ...]] = ()
+
     def validate_group(self, group: Mapping[str, Any]) -> None:
-        """Raise ValueError naming the first invalid hyperparameter of ``group``."""
+        """Raise ValueError naming the first invalid hyperparameter of ``group``.
+
+        Checks the entries the class declares in :attr:`non_negative`, ``betas`` (each in
+        [0, 1)) when the group has them, :attr:`unit_interval` and :attr:`flags`; subclasses
+        add rules that tie entries together.
+        """
+        for name in self.non_negative:
+            check_non_negative(name, group[name])
+        if "betas" in group:
+            check_betas(group["betas"])
+        for name in self.unit_interval:
+            check_unit_interval(name, group[name], include_one=True)
+        for name in self.flags:
+            check_flag(name, group[name])
 
     # -- torch.optim contract ------------------------------------------------------------
 

@@ -14,7 +14,6 @@ from dltricks.optim.blocks import (
     sign_of_interpolation,
 )
 from dltricks.optim.combine import chain
-from dltricks.optim.validation import check_betas, check_flag, check_non_negative
 
 
 class Lion(ComposedOptimizer):
@@ -32,6 +31,8 @@ class Lion(ComposedOptimizer):
     """
 
     structural_options = ("maximize",)
+    non_negative = ("lr", "weight_decay")
+    flags = ("maximize",)
 
     def __init__(
         self,
@@ -51,12 +52,6 @@ class Lion(ComposedOptimizer):
             "maximize": maximize,
         }
         super().__init__(params, defaults, nonfinite=nonfinite, fast=fast)
-
-    def validate_group(self, group: Mapping[str, Any]) -> None:
-        check_non_negative("lr", group["lr"])
-        check_betas(group["betas"])
-        check_non_negative("weight_decay", group["weight_decay"])
-        check_flag("maximize", group["maximize"])
 
     def build_chain(self, options: Mapping[str, Any]) -> Transform:
         blocks = [negate()] if options["maximize"] else []

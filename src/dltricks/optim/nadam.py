@@ -18,7 +18,6 @@ from dltricks.optim.blocks import (
     scale_by_learning_rate,
 )
 from dltricks.optim.combine import chain, ratio
-from dltricks.optim.validation import check_betas, check_flag, check_non_negative
 
 
 class NAdam(ComposedOptimizer):
@@ -40,6 +39,8 @@ class NAdam(ComposedOptimizer):
     """
 
     structural_options = ("maximize", "decoupled_weight_decay")
+    non_negative = ("lr", "eps", "weight_decay", "momentum_decay")
+    flags = structural_options
 
     def __init__(
         self,
@@ -66,14 +67,6 @@ class NAdam(ComposedOptimizer):
             "maximize": maximize,
         }
         super().__init__(params, defaults, nonfinite=nonfinite, fast=fast)
-
-    def validate_group(self, group: Mapping[str, Any]) -> None:
-        check_non_negative("lr", group["lr"])
-        check_betas(group["betas"])
-        for name in ("eps", "weight_decay", "momentum_decay"):
-            check_non_negative(name, group[name])
-        for flag in self.structural_options:
-            check_flag(flag, group[flag])
 
     def build_chain(self, options: Mapping[str, Any]) -> Transform:
         direction = ratio(

@@ -17,7 +17,6 @@ from dltricks.optim.blocks import (
     trace,
 )
 from dltricks.optim.combine import chain, identity, ratio
-from dltricks.optim.validation import check_flag, check_non_negative, check_unit_interval
 
 
 class RMSprop(ComposedOptimizer):
@@ -41,6 +40,9 @@ class RMSprop(ComposedOptimizer):
     """
 
     structural_options = ("centered", "momentum_on", "maximize")
+    non_negative = ("lr", "eps", "weight_decay", "momentum")
+    unit_interval = ("alpha",)
+    flags = ("centered", "maximize")
 
     def __init__(
         self,
@@ -67,13 +69,6 @@ class RMSprop(ComposedOptimizer):
             "maximize": maximize,
         }
         super().__init__(params, defaults, nonfinite=nonfinite, fast=fast)
-
-    def validate_group(self, group: Mapping[str, Any]) -> None:
-        for name in ("lr", "eps", "weight_decay", "momentum"):
-            check_non_negative(name, group[name])
-        check_unit_interval("alpha", group["alpha"], include_one=True)
-        check_flag("centered", group["centered"])
-        check_flag("maximize", group["maximize"])
 
     def structure_of(self, group: Mapping[str, Any]) -> tuple[Any, ...]:
         return super().structure_of({**group, "momentum_on": group["momentum"] > 0})

@@ -9,7 +9,6 @@ from dltricks.optim.adapter import ComposedOptimizer, NonFinitePolicy
 from dltricks.optim.base import Transform
 from dltricks.optim.blocks import add_l2_penalty, negate, scale_by_learning_rate, trace
 from dltricks.optim.combine import chain
-from dltricks.optim.validation import check_flag, check_non_negative
 
 
 class SGD(ComposedOptimizer):
@@ -28,6 +27,8 @@ class SGD(ComposedOptimizer):
     """
 
     structural_options = ("momentum_on", "nesterov", "maximize")
+    non_negative = ("lr", "momentum", "dampening", "weight_decay")
+    flags = ("nesterov", "maximize")
     # torch's SGD saves no step count; its momentum buffer exists only after a first step,
     # which is all the chain reads t for (b_1 = u_1), so its checkpoints load as step 1.
     implied_step = 1.0
@@ -58,12 +59,7 @@ class SGD(ComposedOptimizer):
         super().__init__(params, defaults, nonfinite=nonfinite, fast=fast)
 
     def validate_group(self, group: Mapping[str, Any]) -> None:
-        check_non_negative("lr", group["lr"])
-        check_non_negative("momentum", group["momentum"])
-        check_non_negative("dampening", group["dampening"])
-        check_non_negative("weight_decay", group["weight_decay"])
-        check_flag("nesterov", group["nesterov"])
-        check_flag("maximize", group["maximize"])
+        super().validate_group(group)
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError(
                 "nesterov=True requires momentum > 0 and dampening = 0, got "
