@@ -334,14 +334,18 @@ def _fit(
 
     restored = monitor.restore(model) if monitor is not None else False
     model.eval()
+    best_epoch = _best_epoch(monitor, run.history)
+    # The model now holds the weights of an epoch already evaluated (the best one when
+    # restored, else the last): its record has the final metrics, no second evaluation needed.
+    held = run.history[best_epoch - 1] if restored and best_epoch is not None else run.history[-1]
     result = TrainResult(
         config=config.to_dict(),
         history=list(run.history),
-        best_epoch=_best_epoch(monitor, run.history),
+        best_epoch=best_epoch,
         stopped_epoch=run.stopped_epoch,
         stop_reason=run.stop_reason,
         restored_best=restored,
-        final=_split_metrics(model, data, loss_fn, config.eval_batch_size),
+        final=_metrics_of(held),
         resumed_from_epoch=resumed_from,
     )
     if checkpoint_path is not None:
@@ -390,6 +394,17 @@ def _split_metrics(
         val_accuracy=None if val is None else val[1],
         test_loss=test[0],
         test_accuracy=test[1],
+    )
+
+
+def _metrics_of(record: EpochRecord) -> SplitMetrics:
+    return SplitMetrics(
+        train_loss=record.train_loss,
+        train_accuracy=record.train_accuracy,
+        val_loss=record.val_loss,
+        val_accuracy=record.val_accuracy,
+        test_loss=record.test_loss,
+        test_accuracy=record.test_accuracy,
     )
 
 
