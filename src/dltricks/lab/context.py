@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,7 +12,13 @@ from typing import Any, Protocol
 import torch
 
 from dltricks.data import SplitDataset, load_dataset
-from dltricks.lab.results import CorruptFileError, config_hash, read_json, write_json
+from dltricks.lab.results import (
+    CorruptFileError,
+    canonical_json,
+    config_hash,
+    read_json,
+    write_json,
+)
 
 
 class ProgressSink(Protocol):
@@ -60,10 +67,6 @@ class RunContext:
     def units_dir(self) -> Path:
         return self.out_dir / "units"
 
-    @property
-    def checkpoints_dir(self) -> Path:
-        return self.out_dir / "checkpoints"
-
     def figure(self, name: str) -> Path:
         """Where to save the figure ``name`` (a PNG in the experiment's folder)."""
         return self.out_dir / f"{name}.png"
@@ -88,11 +91,6 @@ class RunContext:
     def datasets_used(self) -> list[str]:
         """The names of the data sets this run loaded, in load order."""
         return list(dict.fromkeys(name for name, _ in self._datasets))
-
-    def checkpoint_path(self, key: dict[str, Any]) -> Path:
-        """A per-unit checkpoint file for trainers that save every epoch."""
-        self.checkpoints_dir.mkdir(parents=True, exist_ok=True)
-        return self.checkpoints_dir / f"{config_hash(key)}.ckpt"
 
     def unit(self, key: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """Run (or, when resuming, reuse) one unit and append its record to the results.
@@ -120,10 +118,11 @@ class RunContext:
 
     def _cached(self, key: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> Any:
         path = self.units_dir / f"{config_hash(key)}.json"
+        stored_key = _jsonable(key)
         if self.resume and path.exists():
             try:
                 stored = read_json(path)
-                if stored.get("key") == _jsonable(key):
+                if stored.get("key") == stored_key:
                     return stored["value"]
             except CorruptFileError as error:
                 # Keep the damaged file for inspection and recompute the unit.
@@ -132,15 +131,10 @@ class RunContext:
                 self.notices.append(f"{error}; moved to {aside.name} and recomputed")
         value = _jsonable(compute())
         self.units_dir.mkdir(parents=True, exist_ok=True)
-        write_json(path, {"key": _jsonable(key), "value": value})
-        (self.checkpoints_dir / f"{config_hash(key)}.ckpt").unlink(missing_ok=True)
+        write_json(path, {"key": stored_key, "value": value})
         return value
 
 
 def _jsonable(value: Any) -> Any:
     """The value as it reads back from JSON (tuples become lists, keys strings)."""
-    import json
-
-    from dltricks.lab.results import canonical_json
-
     return json.loads(canonical_json(value))

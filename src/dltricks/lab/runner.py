@@ -167,8 +167,7 @@ def run_experiment(
                     "configuration; run without --resume to start afresh"
                 )
         elif not resume:
-            for folder in ("units", "checkpoints"):
-                shutil.rmtree(out_dir / folder, ignore_errors=True)
+            shutil.rmtree(out_dir / "units", ignore_errors=True)
         write_json(run_file, {"config": config, "config_hash": digest, "status": "running"})
         ctx = RunContext(
             experiment=name,
@@ -210,7 +209,6 @@ def run_experiment(
             {"seconds": seconds, "machine": platform.platform(), "cpus": os.cpu_count()},
         )
         write_json(run_file, {"config": config, "config_hash": digest, "status": "finished"})
-        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
         # Re-read what was written: the caller gets exactly the file's content.
         written = read_json(results_path)
     return RunOutcome(name, out_dir, results_path, written, False, seconds, tuple(ctx.notices))
