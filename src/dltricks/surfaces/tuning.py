@@ -68,27 +68,38 @@ class OptimizerSpec:
 
 
 def default_optimizers(momentum_grid: Sequence[float] = (0.9,)) -> dict[str, OptimizerSpec]:
-    """The lecture's optimizers as ``torch.optim`` classes, all other settings torch defaults.
+    """The lecture's optimizers as the project's ``dltricks.optim`` classes, torch's defaults.
 
     SGD (plain gradient descent), Momentum (heavy ball, ``SGD(momentum=m)``), Nesterov
     (``SGD(momentum=m, nesterov=True)``), AdaGrad, RMSprop (alpha 0.99) and Adam
-    (betas 0.9, 0.999). Swap any entry for a ``dltricks.optim`` class by passing a mapping
-    with the same names to the experiment.
+    (betas 0.9, 0.999). A run that blows up is a result here (the runner marks it diverged),
+    so non-finite gradients flow as in torch (``nonfinite="ignore"``). Pass a mapping with
+    other :class:`OptimizerSpec` entries to compare other optimizers.
     """
+    from dltricks import optim
+
     grid = tuple(momentum_grid)
     return {
-        "SGD": OptimizerSpec("SGD", lambda p, lr, m: torch.optim.SGD(p, lr=lr)),
+        "SGD": OptimizerSpec("SGD", lambda p, lr, m: optim.SGD(p, lr=lr, nonfinite="ignore")),
         "Momentum": OptimizerSpec(
-            "Momentum", lambda p, lr, m: torch.optim.SGD(p, lr=lr, momentum=_req(m)), grid
+            "Momentum",
+            lambda p, lr, m: optim.SGD(p, lr=lr, momentum=_req(m), nonfinite="ignore"),
+            grid,
         ),
         "Nesterov": OptimizerSpec(
             "Nesterov",
-            lambda p, lr, m: torch.optim.SGD(p, lr=lr, momentum=_req(m), nesterov=True),
+            lambda p, lr, m: optim.SGD(
+                p, lr=lr, momentum=_req(m), nesterov=True, nonfinite="ignore"
+            ),
             grid,
         ),
-        "AdaGrad": OptimizerSpec("AdaGrad", lambda p, lr, m: torch.optim.Adagrad(p, lr=lr)),
-        "RMSprop": OptimizerSpec("RMSprop", lambda p, lr, m: torch.optim.RMSprop(p, lr=lr)),
-        "Adam": OptimizerSpec("Adam", lambda p, lr, m: torch.optim.Adam(p, lr=lr)),
+        "AdaGrad": OptimizerSpec(
+            "AdaGrad", lambda p, lr, m: optim.Adagrad(p, lr=lr, nonfinite="ignore")
+        ),
+        "RMSprop": OptimizerSpec(
+            "RMSprop", lambda p, lr, m: optim.RMSprop(p, lr=lr, nonfinite="ignore")
+        ),
+        "Adam": OptimizerSpec("Adam", lambda p, lr, m: optim.Adam(p, lr=lr, nonfinite="ignore")),
     }
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import dltricks.optim as optim
 from dltricks.lab.context import RunContext
 from dltricks.lab.registry import Experiment, register
 from dltricks.surfaces.experiment import (
@@ -27,31 +26,7 @@ from dltricks.surfaces.experiment import (
     escape_section,
     protocol_for,
 )
-from dltricks.surfaces.tuning import OptimizerSpec
-
-
-def _need(momentum: float | None) -> float:
-    if momentum is None:
-        raise ValueError("this optimizer needs a momentum value")
-    return momentum
-
-
-def project_optimizers(momentum_grid: tuple[float, ...]) -> dict[str, OptimizerSpec]:
-    """The lecture's optimizers as ``dltricks.optim`` classes (torch's defaults otherwise)."""
-    return {
-        "SGD": OptimizerSpec("SGD", lambda p, lr, m: optim.SGD(p, lr=lr)),
-        "Momentum": OptimizerSpec(
-            "Momentum", lambda p, lr, m: optim.SGD(p, lr=lr, momentum=_need(m)), momentum_grid
-        ),
-        "Nesterov": OptimizerSpec(
-            "Nesterov",
-            lambda p, lr, m: optim.SGD(p, lr=lr, momentum=_need(m), nesterov=True),
-            momentum_grid,
-        ),
-        "AdaGrad": OptimizerSpec("AdaGrad", lambda p, lr, m: optim.Adagrad(p, lr=lr)),
-        "RMSprop": OptimizerSpec("RMSprop", lambda p, lr, m: optim.RMSprop(p, lr=lr)),
-        "Adam": OptimizerSpec("Adam", lambda p, lr, m: optim.Adam(p, lr=lr)),
-    }
+from dltricks.surfaces.tuning import default_optimizers
 
 
 def configure(quick: bool) -> dict[str, Any]:
@@ -67,7 +42,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     from dltricks.surfaces.experiment import theory_section
 
     cfg = ctx.config
-    specs = project_optimizers(tuple(cfg["momentum_grid"]))
+    specs = default_optimizers(tuple(cfg["momentum_grid"]))
     protocol = protocol_for(ctx.quick)
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     ctx.progress.plan(len(cfg["surfaces"]) + 2)
