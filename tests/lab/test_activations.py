@@ -13,26 +13,16 @@ seeds 0-7:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from dltricks.lab.runner import run_experiment
 
 DEPTH = 10
 CHANCE = 1 / 10
 TRAINABLE = ["tanh", "relu", "leaky_relu", "prelu", "elu", "selu", "gelu", "silu", "maxout"]
-
-
-@pytest.fixture(scope="module")
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -16,25 +16,15 @@ at depth 32 only, with one seed (0). Calibration, quick configuration over seeds
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from dltricks.lab.runner import run_experiment
 
 CHANCE_LOSS = math.log(10)
 DEPTH = 32
-
-
-@pytest.fixture(scope="module")
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

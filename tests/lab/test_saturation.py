@@ -15,25 +15,15 @@ Calibration, quick configuration over seeds 0-5 (probe means of the 300 probe ex
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from dltricks.lab.runner import run_experiment
 
 OVERRIDES = {"epochs": 12}
 DEPTH = 4
-
-
-@pytest.fixture(scope="module")
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -13,26 +13,14 @@ Calibration, quick configuration over seeds 0-7 (first/last-layer gradient-norm 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from dltricks.lab.runner import run_experiment
 
 DEPTH = 10
-
-
-@pytest.fixture(scope="module")
-def one_thread() -> Iterator[None]:
-    # Results depend on the thread count (reduction order); one thread also keeps the run
-    # fast on a loaded two-core machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
