@@ -11,6 +11,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from dltricks.lab.context import ProgressSink, SilentProgress
 
 
+def stderr_progress(*, transient: bool) -> Progress:
+    """The commands' rich progress display: description, bar, done/total, elapsed time.
+
+    On stderr, because stdout carries each command's results.
+    """
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    return Progress(*columns, transient=transient, console=Console(stderr=True))
+
+
 class RichProgress:
     """A :class:`~dltricks.lab.context.ProgressSink` drawn with rich on stderr."""
 
@@ -31,14 +45,7 @@ def progress_bar(*, enabled: bool, title: str) -> Iterator[ProgressSink]:
     if not enabled:
         yield SilentProgress()
         return
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    # stderr: stdout carries the command's results.
-    with Progress(*columns, transient=True, console=Console(stderr=True)) as progress:
+    with stderr_progress(transient=True) as progress:
         yield RichProgress(progress, title)
 
 
@@ -79,11 +86,5 @@ def report_progress(*, enabled: bool) -> Iterator[RichReportProgress | _SilentRe
     if not enabled:
         yield _SilentReport()
         return
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=Console(stderr=True)) as progress:
+    with stderr_progress(transient=False) as progress:
         yield RichReportProgress(progress)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
+from dltricks.lab.progress import stderr_progress
 from dltricks.sweep.run import SilentSweepProgress, SweepProgress
 from dltricks.sweep.spec import RunSpec
 
@@ -46,12 +46,5 @@ def sweep_progress(*, enabled: bool, title: str) -> Iterator[SweepProgress]:
     if not enabled:
         yield SilentSweepProgress()
         return
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    # stderr: stdout carries the final table.
-    with Progress(*columns, transient=True, console=Console(stderr=True)) as progress:
+    with stderr_progress(transient=True) as progress:
         yield RichSweepProgress(progress, title)
