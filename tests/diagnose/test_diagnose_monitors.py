@@ -130,7 +130,7 @@ def _step(model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tensor) ->
 @pytest.mark.parametrize("mode", ["optimizer_hooks", "manual"])
 def test_update_ratios_match_weights_before_and_after(mode: str) -> None:
     model, opt, x, y = _sgd_setup(5)
-    ratios = UpdateRatios(model, opt if mode == "optimizer_hooks" else None)
+    ratios = UpdateRatios(model, opt if mode == "optimizer_hooks" else None, every=1)
     expected = []
     with ratios:
         for _ in range(3):
@@ -399,7 +399,7 @@ def test_update_ratios_across_flushes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("dltricks.diagnose.updates._ROWS", 2)
     model, opt, x, y = _sgd_setup(16)
     expected = []
-    with UpdateRatios(model, opt) as ratios:
+    with UpdateRatios(model, opt, every=1) as ratios:
         for _ in range(5):
             before = [p.detach().clone() for p in model.parameters()]
             _step(model, opt, x, y)
@@ -416,3 +416,22 @@ def test_update_ratios_across_flushes(monkeypatch: pytest.MonkeyPatch) -> None:
         for (upd, w), (ref_upd, ref_w) in zip(got, expected[step], strict=True):
             assert upd == pytest.approx(ref_upd, rel=1e-5, abs=1e-9)
             assert w == pytest.approx(ref_w, rel=1e-5, abs=1e-9)
+
+
+def test_update_ratios_default_cadence() -> None:
+    # With an optimizer the default records one step in 10 (0, 10, 20); by hand, every step
+    # that the caller brackets.
+    model, opt, x, y = _sgd_setup(17)
+    with UpdateRatios(model, opt) as hooked:
+        for _ in range(21):
+            _step(model, opt, x, y)
+    assert hooked.every == 10
+    assert sorted({r["step"] for r in hooked.records()}) == [0, 10, 20]
+    manual = UpdateRatios(model)
+    assert manual.every == 1
+    for _ in range(3):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        with manual.measure():
+            opt.step()
+    assert sorted({r["step"] for r in manual.records()}) == [0, 1, 2]

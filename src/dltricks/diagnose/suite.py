@@ -11,7 +11,7 @@ from torch import nn
 from dltricks.diagnose.activations import ActivationStats
 from dltricks.diagnose.gradients import GradientNorms
 from dltricks.diagnose.monitor import Monitor
-from dltricks.diagnose.updates import UpdateRatios
+from dltricks.diagnose.updates import DEFAULT_OPTIMIZER_EVERY, UpdateRatios
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -39,15 +39,15 @@ class Diagnostics:
         optimizer: torch.optim.Optimizer | None = None,
         *,
         every: int = 1,
-        update_every: int = 10,
+        update_every: int = DEFAULT_OPTIMIZER_EVERY,
         activations: bool = True,
     ) -> Diagnostics:
         """Gradient norms, activation stats (unless ``activations=False``, e.g. for models
         that call their activations functionally) and, with ``optimizer``, update ratios.
 
         ``every`` applies to gradients and activations. Update ratios default to one step in
-        10: each recorded step copies the watched weights and reads them three more times,
-        which costs about as much memory traffic as an Adam step.
+        10, as ``UpdateRatios`` does with an optimizer: each recorded step copies the watched
+        weights and reads them three more times, about as much memory traffic as an Adam step.
         """
         monitors: list[Monitor] = [GradientNorms(model, every=every)]
         if activations:

@@ -21,6 +21,8 @@ __all__ = ["UpdateRatios"]
 
 # Recorded steps whose norms stay on the tensor side before one batched conversion.
 _ROWS = 256
+# Steps per recorded step when the monitor hooks an optimizer (see UpdateRatios).
+DEFAULT_OPTIMIZER_EVERY = 10
 
 
 class UpdateRatios(Monitor):
@@ -37,9 +39,15 @@ class UpdateRatios(Monitor):
     - by hand: ``with ratios.measure(): optimizer.step()`` (or ``before_step()`` /
       ``after_step()`` around any code that changes the weights).
 
-    ``every=N`` snapshots and records only one step in N. Cost of a recorded step: one copy
-    of the watched weights plus three reads, about the memory traffic of an Adam step; use
-    ``every=10`` or more to keep it small on models where the optimizer step matters.
+    ``every=N`` snapshots and records only one step in N, counting steps from the first
+    (recorded steps are 0, N, 2N, ... and each record carries its ``step``). The default,
+    ``every=None``, is 10 with an optimizer and 1 by hand (there you choose the steps by
+    bracketing them). Why 10 with an optimizer: a recorded step copies the watched weights and
+    reads them three more times, about the memory traffic of an Adam step itself, which no
+    rewrite of the monitor can avoid; measured on the lab's MLP (``benchmarks/
+    diagnose_overhead.py``), ``every=1`` adds about 8-10% to a training step and ``every=10``
+    about 1%, while the ratio is a slowly moving rule-of-thumb quantity (healthy near 1e-3)
+    that one step in 10 follows well. Pass ``every=1`` to record every step at that cost.
     """
 
     def __init__(
@@ -48,10 +56,12 @@ class UpdateRatios(Monitor):
         optimizer: torch.optim.Optimizer | None = None,
         *,
         layer_types: tuple[type[nn.Module], ...] | None = WEIGHT_LAYER_TYPES,
-        every: int = 1,
+        every: int | None = None,
     ) -> None:
         super().__init__(model)
         self.optimizer = optimizer
+        if every is None:
+            every = 1 if optimizer is None else DEFAULT_OPTIMIZER_EVERY
         self.every = check_every(every)
         self.layers = find_layers(model, layer_types, what="UpdateRatios")
         self.params: list[tuple[str, str, nn.Parameter]] = [
