@@ -435,3 +435,47 @@ def test_update_ratios_default_cadence() -> None:
         with manual.measure():
             opt.step()
     assert sorted({r["step"] for r in manual.records()}) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("eps", [0.01, 0.2, 0.25, 0.3, 0.49])
+@pytest.mark.parametrize("module", [nn.Sigmoid(), nn.Tanh()])
+def test_activation_saturation_for_any_eps(module: nn.Module, eps: float) -> None:
+    # Saturation is counted by truncating |y| / threshold; wide margins (sigmoid eps >= 1/4)
+    # make that quotient reach 2, which must still count once. Outputs at the bounds and in
+    # the middle included.
+    g = torch.Generator().manual_seed(18)
+    x = torch.cat([4 * torch.randn(64, 16, generator=g), torch.full((2, 16), 40.0)])
+    x[-1] = -40.0
+    with ActivationStats(module, saturation_eps=eps) as stats:
+        module(x)
+    out = module(x).double()
+    low, high = (0.0, 1.0) if isinstance(module, nn.Sigmoid) else (-1.0, 1.0)
+    expected = ((out <= low + eps) | (out >= high - eps)).double().mean().item()
+    row = stats.records()[0]
+    # At most a few outputs within float32 rounding of the threshold may count either way.
+    assert row["saturated"] == pytest.approx(expected, abs=3 / out.numel())
+    assert row["mean"] == pytest.approx(out.mean().item(), abs=1e-6)
+    assert row["std"] == pytest.approx(out.std(unbiased=False).item(), rel=1e-4)
+
+
+@pytest.mark.parametrize("module", [nn.ReLU(), nn.ELU(), nn.Sigmoid(), nn.Tanh()])
+def test_activation_stats_half_precision_and_strided_outputs(module: nn.Module) -> None:
+    # bfloat16 outputs are reduced in float32; a transposed (non-contiguous) output works.
+    g = torch.Generator().manual_seed(19)
+    x16 = (2 * torch.randn(32, 12, generator=g)).bfloat16()
+    xt = torch.randn(12, 32, generator=g).t()
+    xt[:, :3] = -5.0  # three units dead for the rectifiers
+    with ActivationStats(module) as stats:
+        module(x16)
+        module(xt)
+    rows = stats.records()
+    for row, x in zip(rows, [x16, xt], strict=True):
+        out = module(x).double()
+        assert row["mean"] == pytest.approx(out.mean().item(), rel=1e-5, abs=1e-6)
+        assert row["std"] == pytest.approx(out.std(unbiased=False).item(), rel=1e-4)
+        if isinstance(module, (nn.ReLU, nn.ELU)):
+            assert row["dead"] == pytest.approx((out <= 0).all(dim=0).double().mean().item())
+        else:
+            low, high = (0.0, 1.0) if isinstance(module, nn.Sigmoid) else (-1.0, 1.0)
+            sat = ((out < low + 0.01) | (out > high - 0.01)).double().mean().item()
+            assert row["saturated"] == pytest.approx(sat, abs=1e-12)

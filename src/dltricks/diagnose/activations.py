@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F  # noqa: N812 (torch convention)
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
@@ -32,6 +32,8 @@ _EXACT_DTYPES = (torch.float32, torch.float64)
 # Outputs are never negative, so a unit is dead exactly when its sum over the batch is 0:
 # one per-unit sum then gives both the layer mean and the dead units (one kernel, not two).
 _NONNEGATIVE: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6)
+# What a layer's hook computes (see ActivationStats._on_forward).
+_OTHER, _UNIT_SUMS, _UNIT_MAXIMA, _SIGMOID, _TANH = range(5)
 # Columns of a layer's scalar rows: ||y - centre||_2, sum(y - centre), and for sigmoid/tanh
 # ||sign(saturated part)||_2 = sqrt(number of saturated outputs).
 _NORM, _TOTAL, _SATURATED = 0, 1, 2
@@ -61,6 +63,23 @@ class _LayerRows:
     def fits(self, like: Tensor, units: int) -> bool:
         # The device is checked by the first write instead (see the hook).
         return len(self.steps) < _ROWS and units == self.n_units and like.dtype is self.dtype
+
+
+@dataclass
+class _Plan:
+    """A layer's hook work for outputs of one shape and dtype, decided once."""
+
+    shape: torch.Size
+    dtype: torch.dtype
+    cast: bool  # reduce in float32 (half-precision sums overflow or lose the count)
+    op: int
+    rows: _LayerRows
+    numel: int
+    unsqueeze: bool  # a 1-D output is one sample: give it a batch dim for the units
+    dims: tuple[int, ...]  # reduced to one value per unit
+    n_units: int
+    threshold: float  # |y| >= threshold is saturated (sigmoid after its -1/2 shift)
+    clamp: bool
 
 
 class ActivationStats(Monitor):
@@ -110,8 +129,7 @@ class ActivationStats(Monitor):
             for unit_sums, kind in zip(self._unit_sums, self.kinds, strict=True)
         ]
         self._calls = [0] * len(self.layers)
-        # ndim -> (dims reduced to one value per unit, the unit dim)
-        self._unit_dims: dict[int, tuple[tuple[int, ...], int]] = {}
+        self._plans: list[_Plan | None] = [None] * len(self.layers)
         self._rows: list[_LayerRows | None] = [None] * len(self.layers)
         # (layer index, row) of each recorded forward not yet converted, in record order.
         self._order: list[tuple[int, int]] = []
@@ -124,68 +142,111 @@ class ActivationStats(Monitor):
         ]
 
     def _on_forward(self, index: int, module: nn.Module, inputs: Any, output: Any) -> None:
-        # Runs on every forward of every watched layer: each tensor op here costs a few
-        # microseconds of dispatch on CPU, so the hook uses as few as the kind allows
-        # (2 for ReLU, 3 for other rectifiers, 5 for tanh, 6 for sigmoid).
+        # Runs on every forward of every watched layer. In the middle of a training step each
+        # tensor op costs 5-10 us on CPU (cold caches), so the hook uses as few as the kind
+        # allows: 2 reductions for ReLU, 3 for other rectifiers, 3 reductions and one
+        # elementwise op for tanh and sigmoid; everything decided from the output's shape
+        # and dtype is cached in a per-layer plan, so the Python around the ops stays small.
         if self.training_only and not module.training:
             return
         step = self._calls[index]
         self._calls[index] = step + 1
         if step % self.every or not isinstance(output, Tensor):
             return
-        if not output.is_floating_point() or output.numel() == 0:
-            return
-        y = output.detach()
-        if y.dtype not in _EXACT_DTYPES:
-            y = y.float()
-        kind = self.kinds[index]
-        if kind == "sigmoid":
-            # Shift sigmoid outputs to [-1/2, 1/2]: the sums then cancel less when the mean
-            # is far from 0, and saturation becomes one symmetric threshold.
-            y = y - 0.5
-        shaped = y
-        dims: tuple[int, ...] = ()
-        n_units = 0
-        if self._has_units[index]:
-            shaped = y if y.ndim >= 2 else y.unsqueeze(0)
-            found = self._unit_dims.get(shaped.ndim)
-            if found is None:
-                unit_dim = self.unit_dim % shaped.ndim
-                found = (tuple(d for d in range(shaped.ndim) if d != unit_dim), unit_dim)
-                self._unit_dims[shaped.ndim] = found
-            dims = found[0]
-            n_units = shaped.shape[found[1]]
-        rows = self._rows[index]
-        if rows is None or not rows.fits(y, n_units):
-            self._flush()  # empties full buffers for reuse
-            if rows is None or not rows.fits(y, n_units):
-                rows = self._rows[index] = _LayerRows(y, n_units)
+        plan = self._plans[index]
+        if plan is None or plan.shape != output.shape or plan.dtype is not output.dtype:
+            plan = self._plan(index, output)
+            if plan is None:
+                return
+        rows = plan.rows
         row = len(rows.steps)
+        if row == _ROWS:
+            self._flush()  # empties every layer's rows for reuse
+            row = 0
+        y = output.detach()
+        if plan.cast:
+            y = y.float()
+        op = plan.op
+        if op == _SIGMOID:
+            # Shift sigmoid outputs to [-1/2, 1/2]: the sums then cancel less when the mean
+            # is near 1/2 (float32 sums), and saturation becomes one symmetric threshold.
+            y = y - 0.5
         try:
             torch.linalg.vector_norm(y, out=rows.norm_at[row])
         except RuntimeError:
-            # Another device than the rows' (checked here, not per call: comparing devices
-            # costs about a microsecond per hook).
+            # Another device than the rows' (caught here, not checked per call: comparing
+            # devices costs about a microsecond per hook).
             self._flush()
-            rows = self._rows[index] = _LayerRows(y, n_units)
+            rows = plan.rows = self._rows[index] = _LayerRows(y, plan.n_units)
             row = 0
             torch.linalg.vector_norm(y, out=rows.norm_at[row])
         self._order.append((index, row))
         rows.steps.append(step)
-        rows.numels.append(y.numel())
-        if n_units:
-            if self._unit_sums[index]:
-                torch.sum(shaped, dim=dims, out=rows.units_at[row])
-                return  # the total is the sum of the unit sums
-            torch.amax(shaped, dim=dims, out=rows.units_at[row])
+        rows.numels.append(plan.numel)
+        if op == _UNIT_SUMS:
+            # Outputs are never negative: a unit is dead exactly when its sum over the batch
+            # is 0, and the total is the sum of the unit sums (one kernel for both).
+            units = y.unsqueeze(0) if plan.unsqueeze else y
+            torch.sum(units, dim=plan.dims, out=rows.units_at[row])
+            return
+        if op == _UNIT_MAXIMA:
+            units = y.unsqueeze(0) if plan.unsqueeze else y
+            torch.amax(units, dim=plan.dims, out=rows.units_at[row])
         torch.sum(y, dim=None, out=rows.total_at[row])
-        if kind in ("sigmoid", "tanh"):
-            bound = 0.5 if kind == "sigmoid" else 1.0
-            # hardshrink zeroes |y| <= lambda, so sign() is +-1 exactly on saturated
-            # outputs and its squared norm counts them. Float ops throughout: on CPU a
+        if op in (_SIGMOID, _TANH):
+            # |y| / t with t the saturation threshold is below 2 for every possible output,
+            # so truncating it gives +-1 exactly on saturated outputs (|y| >= t) and 0 on
+            # the others; its squared norm counts them. One elementwise op: on CPU a
             # comparison to bool plus a count costs several times more.
-            shrunk = F.hardshrink(y, bound - self.saturation_eps)
-            torch.linalg.vector_norm(torch.sign(shrunk), out=rows.saturated_at[row])
+            if op == _SIGMOID:
+                counted = y.div_(plan.threshold, rounding_mode="trunc")  # y is our own copy
+            else:
+                counted = torch.div(y, plan.threshold, rounding_mode="trunc")
+            if plan.clamp:
+                counted.clamp_(-1.0, 1.0)
+            torch.linalg.vector_norm(counted, out=rows.saturated_at[row])
+
+    def _plan(self, index: int, output: Tensor) -> _Plan | None:
+        """What the hook does with outputs of this shape and dtype (``None``: nothing)."""
+        if not output.is_floating_point() or output.numel() == 0:
+            return None
+        like = output if output.dtype in _EXACT_DTYPES else output.float()
+        kind = self.kinds[index]
+        op = _OTHER
+        if kind == "sigmoid":
+            op = _SIGMOID
+        elif kind == "tanh":
+            op = _TANH
+        elif self._has_units[index]:
+            op = _UNIT_SUMS if self._unit_sums[index] else _UNIT_MAXIMA
+        unit_shape = tuple(output.shape) if output.ndim >= 2 else (1, *output.shape)
+        unit_dim = self.unit_dim % len(unit_shape)
+        dims = tuple(d for d in range(len(unit_shape)) if d != unit_dim)
+        n_units = unit_shape[unit_dim] if op in (_UNIT_SUMS, _UNIT_MAXIMA) else 0
+        rows = self._rows[index]
+        if rows is None or not rows.fits(like, n_units):
+            self._flush()  # empties full buffers for reuse
+            if rows is None or not rows.fits(like, n_units):
+                rows = self._rows[index] = _LayerRows(like, n_units)
+        # Sigmoid outputs are shifted by -1/2 first, so both kinds use |y| >= bound - eps.
+        threshold = (0.5 if op == _SIGMOID else 1.0) - self.saturation_eps
+        plan = _Plan(
+            shape=output.shape,
+            dtype=output.dtype,
+            cast=output.dtype not in _EXACT_DTYPES,
+            op=op,
+            rows=rows,
+            numel=output.numel(),
+            unsqueeze=output.ndim < 2,
+            dims=dims,
+            n_units=n_units,
+            threshold=threshold,
+            # |y| / threshold reaches 2 (a count of 4 per output) when the threshold is at
+            # most half the bound: only for sigmoid with saturation_eps >= 1/4.
+            clamp=op in (_SIGMOID, _TANH) and 2 * threshold <= (0.5 if op == _SIGMOID else 1.0),
+        )
+        self._plans[index] = plan
+        return plan
 
     def _flush(self) -> None:
         if not self._order:
