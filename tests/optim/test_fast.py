@@ -31,6 +31,13 @@ def _flat(opt: torch.optim.Optimizer) -> Any:
     return flat
 
 
+def _continue(
+    opt: torch.optim.Optimizer, model: nn.Sequential, *, steps: int, start: int = 0
+) -> None:
+    """``steps`` more training steps of ``model`` with its existing optimizer (lr 1e-2)."""
+    train(lambda ps: opt, model, lr=1e-2, steps=steps, start=start, optimizer=opt)
+
+
 def _assert_close_models(a: nn.Module, ref: nn.Module, tol: float = TOLERANCE) -> None:
     for p, q in zip(a.parameters(), ref.parameters(), strict=True):
         scale = float(q.detach().abs().max().clamp_min(1e-12))
@@ -203,6 +210,8 @@ def test_no_recompilation_for_lr_changes_steps_or_new_groups() -> None:
             step_losses.append(loss.item())
 
         one_step(model)  # compiles (or finds the kernel another test compiled)
+        fused = _flat(opt).plans[0].buckets[0].fused
+        compiled = fused.compilations
         with torch._dynamo.config.patch(error_on_recompile=True):
             for _ in range(6):
                 one_step(model)
@@ -212,6 +221,103 @@ def test_no_recompilation_for_lr_changes_steps_or_new_groups() -> None:
                 nn.functional.mse_loss(other(x[:8]), y[:8]).backward()
     assert opt.param_groups[0]["lr"] < 1e-2
     assert len(_flat(opt).plans) == 3
+    assert fused.compilations == compiled, "a step compiled a new graph"
+
+
+@pytest.mark.parametrize("name", ["Adam", "NAdam"])
+def test_the_usual_step_calls_the_compiled_kernel_without_dynamo(name: str) -> None:
+    # Once a bucket's whole-buffer call has gone through torch.compile, later steps call the
+    # compiled code directly; a scheduler's lr changes still reach it (the hyperparameter
+    # tensors are refilled in place). Checked against the eager path, with dynamo's entry
+    # point made to fail after the first step.
+    with default_dtype(torch.float64):
+        fast_model, eager_model = make_model(), make_model()
+        fast_opt = getattr(ours, name)(fast_model.parameters(), lr=1e-2, fast=True)
+        eager_opt = getattr(ours, name)(eager_model.parameters(), lr=1e-2, fast=False)
+        for opt, model in ((fast_opt, fast_model), (eager_opt, eager_model)):
+            _continue(opt, model, steps=1)
+        fused = _flat(fast_opt).plans[0].buckets[0].fused
+
+        def dynamo_called(*args: Any) -> None:
+            raise AssertionError("the step went through torch.compile")
+
+        real, fused._fn = fused._fn, dynamo_called
+        try:
+            for opt, model in ((fast_opt, fast_model), (eager_opt, eager_model)):
+                scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.5)
+                for start in range(1, 10):
+                    _continue(opt, model, steps=1, start=start)
+                    scheduler.step()
+        finally:
+            fused._fn = real
+    _assert_close_models(fast_model, eager_model)
+    for p, q in zip(fast_model.parameters(), eager_model.parameters(), strict=True):
+        assert float(fast_opt.state[p]["step"]) == float(eager_opt.state[q]["step"]) == 10.0
+
+
+def test_a_change_of_torch_global_state_goes_back_through_torch_compile() -> None:
+    # Dynamo guards torch's global state (default dtype, threads, autocast...): the direct
+    # call checks it too, and lets torch.compile decide when it changed.
+    with default_dtype(torch.float64):
+        fast_model, eager_model = make_model(), make_model()
+        fast_opt = ours.Adam(fast_model.parameters(), lr=1e-2, fast=True)
+        eager_opt = ours.Adam(eager_model.parameters(), lr=1e-2, fast=False)
+        for opt, model in ((fast_opt, fast_model), (eager_opt, eager_model)):
+            _continue(opt, model, steps=2)
+        fused = _flat(fast_opt).plans[0].buckets[0].fused
+        calls = []
+        real = fused._fn
+
+        def counted(*args: Any) -> None:
+            calls.append(len(args))
+            real(*args)
+
+        fused._fn = counted
+        try:
+            for opt, model in ((fast_opt, fast_model), (eager_opt, eager_model)):
+                _continue(opt, model, steps=1, start=2)
+            assert calls == []
+            with default_dtype(torch.float32):
+                for opt, model in ((fast_opt, fast_model), (eager_opt, eager_model)):
+                    _continue(opt, model, steps=1, start=3)
+            assert len(calls) == 1
+        finally:
+            fused._fn = real
+    _assert_close_models(fast_model, eager_model)
+
+
+def test_a_users_chain_keeps_the_guard_checks_of_torch_compile() -> None:
+    # A user's block may read a Python value that changes between steps; only dynamo's
+    # guards notice, so such chains are never called past them.
+    scale = {"value": 1.0}
+
+    def update(g: torch.Tensor, param: torch.Tensor, hyper: Hyper) -> torch.Tensor:
+        return g * scale["value"]
+
+    chain = ours.chain(ours.stateless("scale_by_global", update), b.scale_by_learning_rate())
+    with default_dtype(torch.float64):
+        p = nn.Parameter(torch.zeros(40))
+        opt = ours.ChainOptimizer([p], chain, lr=1.0, fast=True)
+        for value in (1.0, 3.0):
+            scale["value"] = value
+            p.grad = torch.ones(40)
+            opt.step()
+    assert _flat(opt).plans[0].buckets[0]._bound is None
+    assert torch.equal(p.detach(), torch.full((40,), -4.0))
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_step_between_forward_and_backward_is_caught_by_autograd(fast: bool) -> None:
+    # torch's optimizers change parameters in place, so autograd refuses a backward through
+    # a graph that saved them; the fast path writes through its buffers and must say so too.
+    p = nn.Parameter(torch.randn(40_000, dtype=torch.float64))
+    opt = ours.SGD([p], lr=0.1, fast=fast)
+    p.grad = torch.ones_like(p)
+    opt.step()
+    loss = (p * p).sum()
+    opt.step()
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
 
 
 @pytest.mark.parametrize("policy", ["raise", "skip"])

@@ -75,6 +75,11 @@ class ComposedOptimizer(Optimizer):
     """
 
     structural_options: ClassVar[tuple[str, ...]] = ()
+    chain_is_fixed: ClassVar[bool] = True
+    """Whether a group's chain is decided by :attr:`structural_options` alone. Then the fast
+    path calls its compiled kernel without ``torch.compile``'s per-call guard checks; a
+    user's chain (:class:`~dltricks.optim.ChainOptimizer`) may read Python values that change
+    between steps, which only those checks would notice."""
     implied_step: ClassVar[float | None] = None
     """The step count given to a loaded state that has none, or None to reject such a state.
 
@@ -178,25 +183,34 @@ class ComposedOptimizer(Optimizer):
                 hyper[name] = value
         return hyper
 
-    @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
         """Take one optimization step; ``closure`` re-evaluates the model and returns the loss."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        # Grad mode set by hand rather than by the no_grad decorator: a small model's step
+        # takes tens of microseconds, and the decorator's context machinery costs a few.
+        previous = torch.is_grad_enabled()
+        torch.set_grad_enabled(False)
+        try:
+            self._step_without_grad()
+        finally:
+            torch.set_grad_enabled(previous)
+        return loss
+
+    def _step_without_grad(self) -> None:
         flat = self._fast_path()
         if flat is not None:
             flat.step()
-            return loss
+            return
         work = self._collect()
         grads = [p.grad for _, params in work for p in params if p.grad is not None]
         if self.nonfinite != "ignore" and not all_finite(grads):
             self.reject_nonfinite(work)
-            return loss
+            return
         for group, params in work:
             self.step_group_eagerly(group, params)
-        return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset the gradients; on the fast path, zero the flat gradient buffers in place.

@@ -29,6 +29,8 @@ class ChainOptimizer(ComposedOptimizer):
         optimizer = ChainOptimizer(model.parameters(), rmsprop_nesterov, lr=1e-3)
     """
 
+    chain_is_fixed = False
+
     def __init__(
         self,
         params: Iterable[Any],

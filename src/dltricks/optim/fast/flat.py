@@ -33,12 +33,14 @@ parameters that are present and share a label: normally one run, the whole bucke
 from __future__ import annotations
 
 import itertools
+import operator
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torch import Tensor
+from torch.autograd.graph import increment_version
 
 from dltricks.optim.base import Scalar, State, Transform
 from dltricks.optim.fast.kernel import FusedUpdate
@@ -48,6 +50,7 @@ ALIGN = 16
 loads stay aligned, and a run can start at any parameter without a misaligned-input copy."""
 
 _labels = itertools.count(1)
+_grad_of = operator.attrgetter("grad")
 
 
 def alias(buffer: Tensor, offset: int, shape: torch.Size | tuple[int, ...]) -> Tensor:
@@ -119,13 +122,19 @@ class Bucket:
         self.state_dicts: list[dict[str, Any]] = []
         self.ptrs: list[int] = []
         self._hooks: list[Any] = []
+        # The whole-bucket kernel call without dynamo, and the hyperparameter tensors it reads.
+        self._bound: tuple[list[Tensor], Callable[[], None]] | None = None
         # What is_bound watches: (state dict, key, slice) of exposed parameters, and the
         # state dicts that must stay empty; rebuilt when a parameter is first exposed.
-        self._watch: list[tuple[dict[str, Any], str, Tensor]] | None = None
+        self._watch: list[list[Any]] | None = None
         self._unexposed: list[dict[str, Any]] = []
         interned: dict[tuple[Any, ...], int] = {}
         for i, p in enumerate(params):
             self._bind(i, p, state, hyper, interned)
+        # The first element of each scalar state vector, as the whole-bucket call passes it.
+        self.scalar_heads = [self.scalar_bufs[k][0:1] for k in layout.scalar_keys]
+        # Whether every parameter carries the same label (the usual case: one run per step).
+        self.uniform = len(set(self.labels)) == 1
         self._finalizer = weakref.finalize(self, _remove_hooks, self._hooks)
 
     def _bind(
@@ -206,10 +215,10 @@ class Bucket:
         """
         if state is not self.owner_state:
             return False
-        if [p.data_ptr() for p in self.params] != self.ptrs:
+        if list(map(Tensor.data_ptr, self.params)) != self.ptrs:
             return False
         if self._watch is None:
-            self._watch = [
+            watched = [
                 (st, key, view)
                 for st, entries, exposed in zip(
                     self.state_dicts, self.state_alias, self.exposed, strict=True
@@ -217,12 +226,14 @@ class Bucket:
                 if exposed
                 for key, view in entries.items()
             ]
+            # Three parallel lists (dicts, keys, slices): checked with C-level map calls.
+            self._watch = [list(column) for column in zip(*watched, strict=True)]
             self._unexposed = [
                 st for st, e in zip(self.state_dicts, self.exposed, strict=True) if not e
             ]
-        for st, key, view in self._watch:
-            if st.get(key) is not view:
-                return False
+        watch = self._watch
+        if watch and not all(map(operator.is_, map(dict.get, *watch[:2]), watch[2])):
+            return False
         return not any(self._unexposed)
 
     def release(self) -> None:
@@ -247,6 +258,8 @@ class Bucket:
     def gather_grads(self) -> list[bool]:
         """Which parameters have a gradient now; copies user-assigned gradients in."""
         present = self.present
+        if all(map(operator.is_, map(_grad_of, self.params), self.grad_alias)):
+            return present  # the usual loop: every p.grad is still its slice
         out = []
         for i, (p, alias_) in enumerate(zip(self.params, self.grad_alias, strict=True)):
             g = p.grad
@@ -265,6 +278,8 @@ class Bucket:
 
     def runs(self, present: list[bool]) -> list[tuple[int, int]]:
         """Maximal ranges ``[a, b)`` of adjacent present parameters sharing a label."""
+        if self.uniform and all(present):
+            return [(0, len(present))]  # the usual step: one run, the whole bucket
         out: list[tuple[int, int]] = []
         start = None
         for i, here in enumerate(present):
@@ -283,25 +298,36 @@ class Bucket:
 
     # -- the step ------------------------------------------------------------------------
 
-    def run_fused(self, a: int, b: int, hyper_tensors: Callable[[int], list[Tensor]]) -> None:
-        """One kernel call over parameters ``a..b-1`` (same label, hence same ``t``)."""
+    def run_fused(self, a: int, b: int, hyper: list[Tensor]) -> None:
+        """One kernel call over parameters ``a..b-1`` (same label, hence same ``t``).
+
+        ``hyper``: the kernel's hyperparameter tensors, ``t = steps[a] + 1`` among them; the
+        path passes the same tensors at every step, refilled in place.
+        """
         layout = self.fused.layout
         t = self.steps[a] + 1
-        whole = a == 0 and b == len(self.params)
-        if whole:
-            # The usual case: whole buffers, no slicing (a few microseconds per step).
-            args = [self.param_buf, self.grad_buf, *self.state_bufs.values()]
+        if a == 0 and b == len(self.params):
+            scalars = self.scalar_heads
+            # The usual case: the whole buffers, the same tensors at every step, so the
+            # compiled code can be called without dynamo's checks (FusedUpdate.bind).
+            bound = self._bound
+            if bound is not None and all(x is y for x, y in zip(bound[0], hyper, strict=True)):
+                bound[1]()
+            else:
+                args = [self.param_buf, self.grad_buf, *self.state_bufs.values(), *scalars]
+                call = self.fused.bind([*args, *hyper])
+                self._bound = (hyper, call) if call is not None else None
             steps = self.step_buf
         else:
             lo, hi = self.span(a, b)
+            scalars = [self.scalar_bufs[k][a : a + 1] for k in layout.scalar_keys]
             args = [self.param_buf[lo:hi], self.grad_buf[lo:hi]]
             args += [self.state_bufs[k][lo:hi] for k in layout.tensor_keys]
+            self.fused(*args, *scalars, *hyper)
             steps = self.step_buf[a:b]
-        args += [self.scalar_bufs[k][a] for k in layout.scalar_keys]
-        args += hyper_tensors(t)
-        outs = self.fused(*args)
-        for key, value in zip(layout.scalar_keys, outs, strict=True):
-            self.scalar_bufs[key][a:b].copy_(value)
+        if b - a > 1:
+            for key, head in zip(layout.scalar_keys, scalars, strict=True):
+                self.scalar_bufs[key][a + 1 : b].copy_(head)  # the run shares the value
         steps.add_(1.0)
         self._advance(range(a, b), t)
 
@@ -320,13 +346,21 @@ class Bucket:
         # Eager and compiled rounding may differ in the last bit: a fresh label keeps this
         # parameter out of runs whose scalar state it might not match exactly.
         self.labels[i] = next(_labels)
+        self.uniform = len(self.params) == 1
 
     def _advance(self, indices: range, t: int) -> None:
-        if len(indices) == len(self.params):  # one run holds one label
+        # The kernel wrote through the buffers, whose version counters are not the
+        # parameters': bump these, so that autograd still refuses a backward through a graph
+        # that saved a parameter this step changed (as it does after torch's own step).
+        whole = len(indices) == len(self.params)
+        _bump_versions(self.params if whole else self.params[indices.start : indices.stop])
+        if whole:  # one run holds one label
             # The usual step: the whole bucket moves together and keeps one label.
             self.steps = [t] * len(indices)
             self.labels = [next(_labels)] * len(indices)
+            self.uniform = True
         else:
+            self.uniform = False
             fresh: dict[int, int] = {}
             for i in indices:
                 self.steps[i] = t
@@ -337,6 +371,14 @@ class Bucket:
                     self.state_dicts[i].update(self.state_alias[i])
                     self.exposed[i] = True
             self._watch = None
+
+
+def _bump_versions(params: list[Tensor]) -> None:
+    try:
+        increment_version(params)
+    except TypeError:  # torch versions whose increment_version takes one tensor
+        for p in params:
+            increment_version(p)
 
 
 def _remove_hooks(hooks: list[Any]) -> None:

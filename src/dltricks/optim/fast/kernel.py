@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import itertools
 import types
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,7 +149,7 @@ def analyse(transform: Transform, hyper: Mapping[str, Scalar]) -> Layout | str:
     return Layout(tuple(tensor_keys), tuple(scalar_keys), tuple(read))
 
 
-FusedFn = Callable[..., tuple[Tensor, ...]]
+FusedFn = Callable[..., None]
 
 _INDUCTOR_OPTIONS = {
     # The wrapper's per-input size/stride/alignment asserts cost microseconds per call, which
@@ -164,19 +164,25 @@ def _fused_update_source(transform: Transform, layout: Layout) -> FusedFn:
     tensor_keys, scalar_keys, hyper_keys = layout.tensor_keys, layout.scalar_keys, layout.hyper_keys
     n_tensor, n_scalar = len(tensor_keys), len(scalar_keys)
 
-    def fused(param: Tensor, grad: Tensor, *args: Tensor) -> tuple[Tensor, ...]:
+    def fused(param: Tensor, grad: Tensor, *args: Tensor) -> None:
         tensors = args[:n_tensor]
-        scalars = args[n_tensor : n_tensor + n_scalar]
+        # Scalar state comes as one-element vectors, read and written in place, so the kernel
+        # returns nothing and a call is all a step takes (the caller copies the new value to
+        # the other parameters of the run, which share it). Not as 0-dim tensors: inductor
+        # (torch 2.13) drops the in-place write to a 0-dim input that the graph also reads
+        # elsewhere.
+        vectors = args[n_tensor : n_tensor + n_scalar]
         hyper: Hyper = dict(zip(hyper_keys, args[n_tensor + n_scalar :], strict=True))
         state = dict(zip(tensor_keys, tensors, strict=True))
-        state.update(zip(scalar_keys, scalars, strict=True))
+        state.update((key, vector[0]) for key, vector in zip(scalar_keys, vectors, strict=True))
         update, changed = transform.update(grad, state, param, hyper)
         param.add_(update)
         for key, buffer in zip(tensor_keys, tensors, strict=True):
             if key in changed:
                 buffer.copy_(changed[key])
-        # Scalars come back as outputs: the caller writes them to every parameter of the run.
-        return tuple(changed.get(key, state[key]) for key in scalar_keys)
+        for key, vector in zip(scalar_keys, vectors, strict=True):
+            if key in changed:
+                vector.copy_(changed[key])
 
     # A fresh code object gives this chain its own dynamo cache (see the module docstring).
     name = f"dltricks_fused_update_{next(_names)}"
@@ -184,47 +190,195 @@ def _fused_update_source(transform: Transform, layout: Layout) -> FusedFn:
     return types.FunctionType(code, fused.__globals__, name, None, fused.__closure__)
 
 
+Signature = tuple[torch.dtype, torch.device, str]
+"""What a compiled graph is specialised on besides sizes: the parameters' dtype and device,
+and torch's global state as dynamo guards it (default dtype, thread count, autocast...)."""
+
+
+def _global_state() -> Any:
+    """Dynamo's own check of torch's global state, or None where this torch lacks it."""
+    try:
+        from torch._C._dynamo.guards import GlobalStateGuard
+    except ImportError:
+        return None
+    return GlobalStateGuard()
+
+
+def _signature(args: Sequence[Tensor]) -> Signature:
+    state = _global_state()
+    return (args[0].dtype, args[0].device, "" if state is None else state.__getstate__())
+
+
+@dataclass
+class _Graph:
+    signature: Signature | None
+    module: torch.fx.GraphModule
+    example_inputs: list[Any]
+    compiled: Any  # what inductor returned: a callable, except in ahead-of-time modes
+    plan: list[tuple[int, bool]] | None = None
+
+
+class _CapturingInductor:
+    """A ``torch.compile`` backend: inductor, keeping each graph and what it compiled to.
+
+    Dynamo calls the backend once per graph it builds, with the graph and its example inputs
+    (the real tensors of the call being compiled, and symbolic sizes). Keeping them lets
+    :meth:`FusedUpdate.bind` call the compiled code directly (see there).
+    """
+
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        self.options = dict(options)
+        self.graphs: list[_Graph] = []
+        self.signature: Signature | None = None
+
+    def __call__(self, module: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
+        from torch._inductor.compile_fx import compile_fx
+
+        compiled = compile_fx(module, example_inputs, config_patches=dict(self.options))
+        self.graphs.append(_Graph(self.signature, module, list(example_inputs), compiled))
+        return compiled
+
+
+def _argument_plan(graph: _Graph, args: Sequence[Tensor]) -> list[tuple[int, bool]] | None:
+    """For each input of ``graph``: which argument position feeds it, and whether as its
+    length, learnt from the call that compiled it (``args``).
+
+    Tensor inputs are found by identity among ``args`` (dynamo hands the backend the call's
+    own tensors); a symbolic size input must be exactly the length of one of those tensors.
+    Every call passes its arguments in the same order, so the plan holds for later calls.
+    None when any input is something else (then only dynamo knows how to call the graph).
+    """
+    placeholders = [n for n in graph.module.graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != len(graph.example_inputs):
+        return None
+    lengths: dict[Any, int] = {}
+    plan: list[tuple[int, bool] | None] = []
+    for node, example in zip(placeholders, graph.example_inputs, strict=True):
+        if isinstance(example, Tensor):
+            index = next((i for i, a in enumerate(args) if a is example), None)
+            fake = node.meta.get("example_value")
+            if index is None or not isinstance(fake, Tensor):
+                return None
+            if fake.dim() == 1 and isinstance(fake.shape[0], torch.SymInt):
+                lengths.setdefault(fake.shape[0].node.expr, index)
+            plan.append((index, False))
+        elif isinstance(example, torch.SymInt):
+            plan.append(None)  # resolved below, once every tensor's length is known
+        else:
+            return None
+    out: list[tuple[int, bool]] = []
+    for entry, example in zip(plan, graph.example_inputs, strict=True):
+        if entry is None:
+            index = lengths.get(example.node.expr)
+            if index is None:
+                return None
+            entry = (index, True)
+        out.append(entry)
+    return out
+
+
 class FusedUpdate:
     """A chain's update compiled over flat buffers; one instance serves every optimizer.
 
     ``__call__(param, grad, *tensor_state, *scalar_state, *hyper)`` writes ``param`` and the
-    tensor state in place and returns the new scalar state. The first call compiles (seconds);
-    if compilation fails, :attr:`failure` says why and the caller falls back to eager.
+    state in place; scalar state entries come as one-element vectors (the value of the run's
+    first parameter). The first call compiles (seconds); if
+    compilation fails, :attr:`failure` says why and the caller falls back to eager.
+
+    A call through ``torch.compile`` costs about 15 microseconds of guard checks and frame
+    handling before the kernel runs, most of a small model's step. :meth:`bind` removes it
+    for the buffers a bucket passes at every step, when :attr:`bindable`: the chain is fixed
+    by its key (a built-in optimizer's class and structural options), so that the guards on
+    the chain's own Python values cannot fail later.
     """
 
-    def __init__(self, transform: Transform, layout: Layout) -> None:
+    def __init__(self, transform: Transform, layout: Layout, *, bindable: bool = True) -> None:
         self.layout = layout
         self.failure: str | None = None
+        self.bindable = bindable
+        self._backend = _CapturingInductor(_INDUCTOR_OPTIONS)
         self._fn: Any = torch.compile(
             _fused_update_source(transform, layout),
             dynamic=True,
             fullgraph=True,
-            options=dict(_INDUCTOR_OPTIONS),
+            backend=self._backend,
         )
 
-    def __call__(self, *args: Tensor) -> tuple[Tensor, ...]:
+    @property
+    def compilations(self) -> int:
+        """How many graphs this update has compiled in this process (1 in normal use)."""
+        return len(self._backend.graphs)
+
+    def __call__(self, *args: Tensor) -> None:
+        graphs = self._backend.graphs
+        known = len(graphs)
+        self._backend.signature = _signature(args)
         try:
-            return self._fn(*args)  # type: ignore[no-any-return]
+            self._fn(*args)
         except Exception as error:  # a missing compiler, an untraceable user block...
             self.failure = f"{type(error).__name__}: {error}"
             raise
+        for graph in graphs[known:]:
+            # The example inputs are this call's tensors: learn which argument position
+            # feeds each graph input, then let go of them (they may be big buffers).
+            graph.plan = _argument_plan(graph, args)
+            graph.example_inputs = []
+
+    def bind(self, args: Sequence[Tensor]) -> Callable[[], None] | None:
+        """Run the update once on ``args`` through ``torch.compile``, and return a caller
+        that runs the same compiled code on the same tensors without dynamo, or None.
+
+        Dynamo checks its guards (dtypes, devices, sizes, torch's global state...) at every
+        call to pick a compiled graph. For tensors that keep their identity, dtype, device and
+        size (a bucket's buffers and the hyperparameter tensors, updated in place), the answer
+        cannot change once a call has gone through, as long as the global state does not: if
+        this update has exactly one graph for these tensors' dtype and device under this
+        global state, that call used it, and every later call would too. The caller returned
+        checks the global state only (dynamo's own check, a few hundred nanoseconds) and calls
+        that graph, or goes through dynamo when the state changed. None when that cannot be
+        shown (two graphs for one signature, an input dynamo made of something else) or when
+        the chain may change between calls (a user's transform: :attr:`bindable` is False);
+        the caller then keeps calling the update.
+        """
+        self(*args)
+        state = _global_state()
+        if not self.bindable or state is None:
+            return None
+        signature = _signature(args)
+        graphs = [g for g in self._backend.graphs if g.signature == signature]
+        if len(graphs) != 1 or graphs[0].plan is None or not callable(graphs[0].compiled):
+            return None
+        inputs = [args[i].shape[0] if as_length else args[i] for i, as_length in graphs[0].plan]
+        compiled = graphs[0].compiled
+
+        def call() -> None:
+            if state.check():
+                compiled(*inputs)
+            else:  # the global state changed since (a default dtype...): let dynamo decide
+                self(*args)
+
+        return call
 
 
 _CACHE: dict[Any, FusedUpdate | str] = {}
 
 
 def fused_update_for(
-    key: Any, transform: Transform, hyper: Mapping[str, Scalar]
+    key: Any, transform: Transform, hyper: Mapping[str, Scalar], *, bindable: bool = True
 ) -> FusedUpdate | str:
     """The (process-wide cached) fused update of ``transform``, or why it cannot be fused.
 
     ``key`` identifies the chain across optimizer instances: equal keys must mean equal chains
     (the adapter uses the optimizer class and its structural options, or a user's Transform
-    object itself).
+    object itself). ``bindable``: see :attr:`FusedUpdate.bindable`.
     """
     cached = _CACHE.get(key)
     if cached is None:
         layout = analyse(transform, hyper)
-        cached = FusedUpdate(transform, layout) if isinstance(layout, Layout) else layout
+        cached = (
+            FusedUpdate(transform, layout, bindable=bindable)
+            if isinstance(layout, Layout)
+            else layout
+        )
         _CACHE[key] = cached
     return cached

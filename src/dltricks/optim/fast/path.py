@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import operator
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,7 @@ from torch import Tensor
 
 from dltricks.optim.base import Scalar
 from dltricks.optim.fast.flat import Bucket
-from dltricks.optim.fast.kernel import FusedUpdate, fused_update_for
+from dltricks.optim.fast.kernel import fused_update_for
 from dltricks.optim.finite import all_finite
 
 if TYPE_CHECKING:
@@ -34,19 +35,14 @@ a small model repays only over very many steps. ``fast=True`` or ``DLTRICKS_FAST
 @dataclass
 class _GroupPlan:
     group: dict[str, Any]
-    param_ids: tuple[int, ...]
+    params: list[Tensor]
     chain_key: Any
     buckets: list[Bucket]
     eager: list[Tensor]
 
 
-@dataclass
-class _Work:
-    bucket: Bucket
-    start: int
-    stop: int
-    hyper: dict[str, Scalar]
-    hyper_tensors: Callable[[int], list[Tensor]]
+_Work = tuple[Bucket, int, int, dict[str, Scalar]]
+"""One kernel call of a step: the bucket, its parameters ``a..b-1``, the group's hyperparameters."""
 
 
 class FlatPath:
@@ -67,11 +63,13 @@ class FlatPath:
             self.plans.append(None)
         plan = self.plans[index]
         key = opt.fast_key(group)
+        params = group["params"]
         if (
             plan is not None
             and plan.group is group
             and plan.chain_key == key
-            and plan.param_ids == tuple(id(p) for p in group["params"])
+            and len(plan.params) == len(params)
+            and all(map(operator.is_, plan.params, params))
             and all(bucket.is_bound(opt.state) for bucket in plan.buckets)
         ):
             return plan
@@ -86,13 +84,12 @@ class FlatPath:
     def _build(self, group: dict[str, Any], key: Any, previous: _GroupPlan | None) -> _GroupPlan:
         opt = self.optimizer
         params: list[Tensor] = list(group["params"])
-        ids = tuple(id(p) for p in params)
         chain = opt.chain_for(group)
         hyper = opt.group_hyper(group)
-        fused = fused_update_for(key, chain, hyper)
+        fused = fused_update_for(key, chain, hyper, bindable=opt.chain_is_fixed)
         if isinstance(fused, str) or fused.failure is not None:
             self._warn_once(key, fused if isinstance(fused, str) else fused.failure)
-            return _GroupPlan(group, ids, key, [], params)
+            return _GroupPlan(group, params, key, [], list(params))
         ours = {id(p) for b in previous.buckets for p in b.params} if previous else set()
         partitions: dict[tuple[torch.dtype, torch.device], list[Tensor]] = {}
         eager: list[Tensor] = []
@@ -110,7 +107,7 @@ class FlatPath:
         # Keep the group's order for the eager leftovers (it decides nothing but reads well).
         order = {id(p): i for i, p in enumerate(params)}
         eager.sort(key=lambda p: order[id(p)])
-        return _GroupPlan(group, ids, key, buckets, eager)
+        return _GroupPlan(group, params, key, buckets, eager)
 
     @staticmethod
     def _eligible(p: Tensor, ours: bool) -> bool:
@@ -154,28 +151,24 @@ class FlatPath:
             self._hyper[(device, name)] = (tensor, value)
         return tensor
 
-    def _hyper_fn(
-        self, device: torch.device, fused: FusedUpdate, hyper: Mapping[str, Scalar]
-    ) -> Callable[[int], list[Tensor]]:
-        names = fused.layout.hyper_keys
-
-        def tensors(step: int) -> list[Tensor]:
-            out = []
-            for name in names:
-                if name == "step":
-                    value = float(step)
-                else:
-                    try:
-                        value = float(hyper[name])
-                    except KeyError:
-                        raise KeyError(
-                            f"hyperparameter {name!r} is not set for this step "
-                            f"(known: {', '.join(sorted(hyper))})"
-                        ) from None
-                out.append(self._hyper_tensor(device, name, value))
-            return out
-
-        return tensors
+    def _hyper_tensors(
+        self, device: torch.device, names: tuple[str, ...], hyper: Mapping[str, Scalar], t: int
+    ) -> list[Tensor]:
+        """The kernel's hyperparameters as the path's persistent 0-dim tensors, refilled."""
+        out = []
+        for name in names:
+            if name == "step":
+                value = float(t)
+            else:
+                try:
+                    value = float(hyper[name])
+                except KeyError:
+                    raise KeyError(
+                        f"hyperparameter {name!r} is not set for this step "
+                        f"(known: {', '.join(sorted(hyper))})"
+                    ) from None
+            out.append(self._hyper_tensor(device, name, value))
+        return out
 
     # -- the step ------------------------------------------------------------------------
 
@@ -188,11 +181,9 @@ class FlatPath:
             plan = self._plan(index, group)
             hyper = opt.group_hyper(group)
             for bucket in plan.buckets:
-                present = bucket.gather_grads()
-                runs = bucket.runs(present)
-                if runs:
-                    fn = self._hyper_fn(bucket.param_buf.device, bucket.fused, hyper)
-                    work += [_Work(bucket, a, b, hyper, fn) for a, b in runs]
+                work += [(bucket, a, b, hyper) for a, b in bucket.runs(bucket.gather_grads())]
+            if not plan.eager:
+                continue
             leftovers = [p for p in plan.eager if p.grad is not None]
             for p in leftovers:
                 if p.grad is not None and p.grad.is_sparse:
@@ -203,37 +194,38 @@ class FlatPath:
             opt.reject_nonfinite([(g, ps) for g, ps in eager] + self._as_groups(work))
             return False
         for item in work:
-            self._run(item)
+            self._run(*item)
         for group, params in eager:
             opt.step_group_eagerly(group, params)
         return True
 
     @staticmethod
     def _as_groups(work: list[_Work]) -> list[tuple[dict[str, Any], list[Tensor]]]:
-        return [({}, item.bucket.params[item.start : item.stop]) for item in work]
+        return [({}, bucket.params[a:b]) for bucket, a, b, _ in work]
 
     @staticmethod
     def _all_finite(work: list[_Work], eager: list[tuple[dict[str, Any], list[Tensor]]]) -> bool:
-        grads = [
-            item.bucket.grad_buf[slice(*item.bucket.span(item.start, item.stop))] for item in work
-        ]
+        grads = [bucket.grad_buf[slice(*bucket.span(a, b))] for bucket, a, b, _ in work]
         grads += [p.grad for _, params in eager for p in params if p.grad is not None]
         return all_finite(grads)
 
-    def _run(self, item: _Work) -> None:
-        bucket, a, b = item.bucket, item.start, item.stop
+    def _run(self, bucket: Bucket, a: int, b: int, hyper: dict[str, Scalar]) -> None:
         lo, hi = bucket.span(a, b)
         # Dynamo specialises lengths 0 and 1; a one-element run is not worth a kernel.
         if hi - lo >= 2 and bucket.fused.failure is None:
+            names = bucket.fused.layout.hyper_keys
+            tensors = self._hyper_tensors(
+                bucket.param_buf.device, names, hyper, bucket.steps[a] + 1
+            )
             try:
-                bucket.run_fused(a, b, item.hyper_tensors)
+                bucket.run_fused(a, b, tensors)
                 return
             except Exception:
                 if bucket.fused.failure is None:
                     raise  # not the compiler: the eager path would fail the same way
                 self._warn_once(("run", id(bucket.fused)), bucket.fused.failure)
         for i in range(a, b):
-            bucket.run_eager(i, item.hyper)
+            bucket.run_eager(i, hyper)
 
     # -- gradients and teardown ----------------------------------------------------------
 
