@@ -479,3 +479,35 @@ def test_activation_stats_half_precision_and_strided_outputs(module: nn.Module) 
             low, high = (0.0, 1.0) if isinstance(module, nn.Sigmoid) else (-1.0, 1.0)
             sat = ((out < low + 0.01) | (out > high - 0.01)).double().mean().item()
             assert row["saturated"] == pytest.approx(sat, abs=1e-12)
+
+
+def test_gradient_norms_parameters_that_skip_backward_passes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The second layer only gets gradients on odd passes, so its step counter lags the
+    # first layer's; records stay in (step, layer order) across flushes and reads.
+    monkeypatch.setattr("dltricks.diagnose.gradients._ROWS", 2)
+    torch.manual_seed(20)
+    first, second = nn.Linear(3, 3), nn.Linear(3, 1)
+    net = nn.Sequential(first, second)
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(21))
+    expected: list[tuple[int, str, str, float]] = []
+    calls = {"0": 0, "1": 0}
+    with GradientNorms(net) as grads:
+        for i in range(7):
+            net.zero_grad()
+            out = second(first(x)).sum() if i % 2 else first(x).pow(2).sum()
+            out.backward()
+            for name, layer in (("0", first), ("1", second)):
+                if layer.weight.grad is None:
+                    continue
+                for param in ("weight", "bias"):
+                    value = getattr(layer, param).grad.norm().item()
+                    expected.append((calls[name], name, param, value))
+                calls[name] += 1
+            if i == 3:
+                grads.records()  # a read in the middle: later records are merged in order
+    expected.sort(key=lambda r: (r[0], r[1]))
+    got = [(r["step"], r["layer"], r["param"], r["grad_norm"]) for r in grads.records()]
+    assert [g[:3] for g in got] == [e[:3] for e in expected]
+    assert [g[3] for g in got] == pytest.approx([e[3] for e in expected], rel=1e-6)

@@ -132,7 +132,10 @@ class ActivationStats(Monitor):
         self._plans: list[_Plan | None] = [None] * len(self.layers)
         self._rows: list[_LayerRows | None] = [None] * len(self.layers)
         # (layer index, row) of each recorded forward not yet converted, in record order.
-        self._order: list[tuple[int, int]] = []
+        # As a flat list (index, row, index, row, ...): ints appended in a hook allocate no
+        # objects that the garbage collector tracks, while a tuple per call would make it run
+        # more often.
+        self._order: list[int] = []
         self._done: list[dict[str, Any]] = []
 
     def _register(self) -> list[RemovableHandle]:
@@ -180,7 +183,9 @@ class ActivationStats(Monitor):
             rows = plan.rows = self._rows[index] = _LayerRows(y, plan.n_units)
             row = 0
             torch.linalg.vector_norm(y, out=rows.norm_at[row])
-        self._order.append((index, row))
+        order = self._order
+        order.append(index)
+        order.append(row)
         rows.steps.append(step)
         rows.numels.append(plan.numel)
         if op == _UNIT_SUMS:
@@ -270,7 +275,8 @@ class ActivationStats(Monitor):
             taken[index] = (scalars, dead, unit_totals)
             keys[index] = (rows.steps, rows.numels)
             rows.steps, rows.numels = [], []
-        for index, row in self._order:
+        order = self._order
+        for index, row in zip(order[::2], order[1::2], strict=True):
             scalars, dead, unit_totals = taken[index]
             steps, numels = keys[index]
             values = scalars[row]

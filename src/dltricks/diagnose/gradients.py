@@ -24,6 +24,10 @@ _ROWS = 256
 _EXACT_DTYPES = (torch.float32, torch.float64)
 
 
+def _step_then_index(record: tuple[int, int, float]) -> tuple[int, int]:
+    return record[1], record[0]
+
+
 class GradientNorms(Monitor):
     """The L2 norm ``||dL/dW||`` of each parameter of each watched layer, every backward pass.
 
@@ -71,9 +75,12 @@ class GradientNorms(Monitor):
             )
         self._calls = [0] * len(self.params)
         # One row of norms per backward pass (column = parameter index); row_keys[i] holds
-        # the (parameter index, step) pairs written in row i.
+        # the parameter index and step of each norm written in row i, as a flat list
+        # (index, step, index, step, ...): ints appended in a hook allocate no objects that
+        # the garbage collector tracks, while a tuple per call would make it run more often.
         self._rows: RowBuffer | None = None
-        self._row_keys: list[list[tuple[int, int]]] = []
+        self._row_keys: list[list[int]] = []
+        self._keys: list[int] = []  # the current row's
         self._row_views: list[Tensor] = []
         # The autograd graph task (backward pass) that the current row belongs to.
         self._task: int | None = None
@@ -98,7 +105,9 @@ class GradientNorms(Monitor):
         if task != self._task or task < 0:
             self._start_row(grad)
             self._task = task
-        self._row_keys[-1].append((index, step))
+        keys = self._keys
+        keys.append(index)
+        keys.append(step)
         out = self._row_views[index]
         # No torch.no_grad() here: backward runs with grad mode off already, and entering
         # the context costs about as much as the norm's dispatch.
@@ -123,17 +132,29 @@ class GradientNorms(Monitor):
             if rows is None or not rows.fits(like, width):
                 rows = self._rows = RowBuffer(_ROWS, width, like)
         self._row_views = list(rows.next_row().unbind())
-        self._row_keys.append([])
+        self._keys = []
+        self._row_keys.append(self._keys)
 
     def _flush(self) -> None:
         if self._rows is None or not self._row_keys:
             return
-        for keys, values in zip(self._row_keys, self._rows.take(), strict=True):
-            self._done.extend((index, step, values[index]) for index, step in keys)
+        new = [
+            (index, step, values[index])
+            for keys, values in zip(self._row_keys, self._rows.take(), strict=True)
+            for index, step in zip(keys[::2], keys[1::2], strict=True)
+        ]
         self._row_keys = []
         # Keep reads in (step, layer order) even when parameters skip backward passes and
-        # their step counters drift apart (a near-sorted list: the sort is about linear).
-        self._done.sort(key=lambda row: (row[1], row[0]))
+        # their step counters drift apart. Only the new records are sorted: sorting the
+        # whole history at every read made each read cost (and allocate) in proportion to
+        # everything recorded so far.
+        new.sort(key=_step_then_index)
+        done = self._done
+        if done and new and _step_then_index(new[0]) < _step_then_index(done[-1]):
+            done.extend(new)
+            done.sort(key=_step_then_index)  # a parameter's late step: rare
+        else:
+            done.extend(new)
 
     def clear(self) -> None:
         if self._rows is not None:
@@ -145,15 +166,16 @@ class GradientNorms(Monitor):
     def records(self) -> list[dict[str, Any]]:
         """``{"step", "layer", "param", "shape", "grad_norm"}`` per recorded parameter-step."""
         self._flush()
+        shapes = [tuple(param.shape) for _, _, param in self.params]
         out = []
         for index, step, value in self._done:
-            layer, name, param = self.params[index]
+            layer, name, _ = self.params[index]
             out.append(
                 {
                     "step": step,
                     "layer": layer,
                     "param": name,
-                    "shape": tuple(param.shape),
+                    "shape": shapes[index],
                     "grad_norm": value,
                 }
             )
