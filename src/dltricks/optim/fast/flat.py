@@ -111,7 +111,13 @@ class Bucket:
         }
         self.scalar_bufs: dict[str, Tensor] = {}
         # torch.optim keeps ``step`` as a float32 CPU tensor per parameter (eager does too).
-        self.step_buf = torch.zeros(len(params), dtype=torch.float32)
+        # At least two elements: the kernel counts steps in it (see FusedUpdate), and a length
+        # of one would make dynamo compile a second graph. On other devices than the CPU, or
+        # for part of the bucket, the kernel counts in a scratch vector and this one is
+        # counted separately.
+        self.step_buf = torch.zeros(max(len(params), 2), dtype=torch.float32)
+        self.step_scratch = torch.zeros(2, dtype=torch.float32, device=device)
+        self.counts_steps_in_kernel = device.type == "cpu"
         self.steps: list[int] = []
         self.labels: list[int] = []
         self.present: list[bool] = []
@@ -132,7 +138,9 @@ class Bucket:
         for i, p in enumerate(params):
             self._bind(i, p, state, hyper, interned)
         # The first element of each scalar state vector, as the whole-bucket call passes it.
-        self.scalar_heads = [self.scalar_bufs[k][0:1] for k in layout.scalar_keys]
+        # Made with alias (no view link): dynamo would otherwise also see the whole vector
+        # and tie its length to other inputs' lengths (duck sizing), then recompile.
+        self.scalar_heads = [alias(self.scalar_bufs[k], 0, (1,)) for k in layout.scalar_keys]
         # Whether every parameter carries the same label (the usual case: one run per step).
         self.uniform = len(set(self.labels)) == 1
         self._finalizer = weakref.finalize(self, _remove_hooks, self._hooks)
@@ -314,21 +322,22 @@ class Bucket:
             if bound is not None and all(x is y for x, y in zip(bound[0], hyper, strict=True)):
                 bound[1]()
             else:
-                args = [self.param_buf, self.grad_buf, *self.state_bufs.values(), *scalars]
-                call = self.fused.bind([*args, *hyper])
+                steps = self.step_buf if self.counts_steps_in_kernel else self.step_scratch
+                args = [self.param_buf, self.grad_buf, steps, *self.state_bufs.values()]
+                call = self.fused.bind([*args, *scalars, *hyper])
                 self._bound = (hyper, call) if call is not None else None
-            steps = self.step_buf
+            if not self.counts_steps_in_kernel:
+                self.step_buf.add_(1.0)
         else:
             lo, hi = self.span(a, b)
-            scalars = [self.scalar_bufs[k][a : a + 1] for k in layout.scalar_keys]
-            args = [self.param_buf[lo:hi], self.grad_buf[lo:hi]]
+            scalars = [alias(self.scalar_bufs[k], a, (1,)) for k in layout.scalar_keys]
+            args = [self.param_buf[lo:hi], self.grad_buf[lo:hi], self.step_scratch]
             args += [self.state_bufs[k][lo:hi] for k in layout.tensor_keys]
             self.fused(*args, *scalars, *hyper)
-            steps = self.step_buf[a:b]
+            self.step_buf[a:b].add_(1.0)
         if b - a > 1:
             for key, head in zip(layout.scalar_keys, scalars, strict=True):
                 self.scalar_bufs[key][a + 1 : b].copy_(head)  # the run shares the value
-        steps.add_(1.0)
         self._advance(range(a, b), t)
 
     def run_eager(self, i: int, hyper: Mapping[str, Scalar]) -> None:

@@ -164,7 +164,7 @@ def _fused_update_source(transform: Transform, layout: Layout) -> FusedFn:
     tensor_keys, scalar_keys, hyper_keys = layout.tensor_keys, layout.scalar_keys, layout.hyper_keys
     n_tensor, n_scalar = len(tensor_keys), len(scalar_keys)
 
-    def fused(param: Tensor, grad: Tensor, *args: Tensor) -> None:
+    def fused(param: Tensor, grad: Tensor, steps: Tensor, *args: Tensor) -> None:
         tensors = args[:n_tensor]
         # Scalar state comes as one-element vectors, read and written in place, so the kernel
         # returns nothing and a call is all a step takes (the caller copies the new value to
@@ -183,6 +183,9 @@ def _fused_update_source(transform: Transform, layout: Layout) -> FusedFn:
         for key, vector in zip(scalar_keys, vectors, strict=True):
             if key in changed:
                 vector.copy_(changed[key])
+        # torch.optim's per-parameter step counts (float32): counted here rather than by one
+        # more operation per step.
+        steps.add_(1.0)
 
     # A fresh code object gives this chain its own dynamo cache (see the module docstring).
     name = f"dltricks_fused_update_{next(_names)}"
@@ -280,10 +283,12 @@ def _argument_plan(graph: _Graph, args: Sequence[Tensor]) -> list[tuple[int, boo
 class FusedUpdate:
     """A chain's update compiled over flat buffers; one instance serves every optimizer.
 
-    ``__call__(param, grad, *tensor_state, *scalar_state, *hyper)`` writes ``param`` and the
-    state in place; scalar state entries come as one-element vectors (the value of the run's
-    first parameter). The first call compiles (seconds); if
-    compilation fails, :attr:`failure` says why and the caller falls back to eager.
+    ``__call__(param, grad, steps, *tensor_state, *scalar_state, *hyper)`` writes ``param``
+    and the state in place and adds one to ``steps`` (a float32 vector of at least two
+    elements: dynamo would specialise a length of one); scalar state entries come as
+    one-element vectors (the value of the run's first parameter). The first call compiles
+    (seconds); if compilation fails, :attr:`failure` says why and the caller falls back to
+    eager.
 
     A call through ``torch.compile`` costs about 15 microseconds of guard checks and frame
     handling before the kernel runs, most of a small model's step. :meth:`bind` removes it
