@@ -9,8 +9,10 @@ thread (with ``--threads 1`` all of the step runs on that thread, and its CPU ti
 out the time other processes hold the core, the main noise on a shared machine). Minor page
 faults per step are reported too: small tensors kept alive across a step were found to make
 glibc return and re-fault heap pages, a cost that shows in no profile of the hooks
-themselves. "detached after use" attaches and detaches everything first: it checks that
-detaching leaves nothing behind.
+themselves. The garbage collector runs (untimed) after each configuration's turn, so that the
+collections set off by reading the records do not land in another configuration's timing.
+"detached after use" attaches and detaches everything first: it checks that detaching leaves
+nothing behind.
 
 Usage: python benchmarks/diagnose_overhead.py [--rounds 30] [--steps 10] [--threads N]
                                               [--output PATH]
@@ -22,6 +24,7 @@ Writes benchmarks/results/diagnose_overhead.md (or ``--output``).
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import random
@@ -109,10 +112,16 @@ def measure(activation: str, rounds: int, steps: int) -> Timings:
             faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
             out.faults[name].append(faults / steps)
             if diag is not None:
-                # Reading the records is part of the cost of using the monitors.
+                # Reading the records is part of the cost of using the monitors (untimed).
                 for monitor in diag.monitors:
                     monitor.records()
                 diag.detach()
+            # The read builds thousands of dicts; the full garbage collections that this
+            # sets off (about 150 ms each with torch loaded) would otherwise land in some
+            # later configuration's timed steps, at random. Collect here, for every
+            # configuration alike, so each timed window carries only the collections that
+            # its own steps cause.
+            gc.collect()
     return out
 
 

