@@ -169,3 +169,19 @@ def test_a_skipped_step_is_a_no_op_for_every_optimizer(case: OptimizerCase, fast
     for p, q in zip(poisoned.parameters(), clean.parameters(), strict=True):
         for key, value in clean_opt.state[q].items():
             assert torch.equal(opt.state[p][key], value), key
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_one_hyperparameter_reads_as_in_the_whole_mapping(case: OptimizerCase) -> None:
+    # The fast path reads the few hyperparameters its kernel needs one by one; every config
+    # of every optimizer, with lr as a tensor too, must give what group_hyper gives.
+    for config in case.configs:
+        for lr in (case.lr, torch.tensor(case.lr)):
+            opt = case.ours([torch.nn.Parameter(torch.zeros(3))], **{"lr": lr, **config})
+            group = opt.param_groups[0]
+            whole = opt.group_hyper(group)
+            assert whole, "no hyperparameters read"
+            for name, value in whole.items():
+                assert opt.group_value(group, name) == value, name
+            with pytest.raises(KeyError):
+                opt.group_value(group, "no_such_hyperparameter")

@@ -183,6 +183,19 @@ class ComposedOptimizer(Optimizer):
                 hyper[name] = value
         return hyper
 
+    @staticmethod
+    def group_value(group: Mapping[str, Any], name: str) -> Scalar:
+        """``group_hyper(group)[name]``, without building the whole mapping (the fast path
+        reads its few hyperparameters at every step). KeyError where that has no ``name``."""
+        if name in ("beta1", "beta2") and "betas" in group:
+            return group["betas"][name == "beta2"]  # type: ignore[no-any-return]
+        value = group[name]
+        if isinstance(value, Tensor) and value.numel() == 1:
+            return value.item()  # type: ignore[no-any-return]
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return value
+        raise KeyError(name)
+
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
         """Take one optimization step; ``closure`` re-evaluates the model and returns the loss."""
         loss = None

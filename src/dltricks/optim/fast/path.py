@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from dltricks.optim.base import Scalar
 from dltricks.optim.fast.flat import Bucket
 from dltricks.optim.fast.kernel import fused_update_for
 from dltricks.optim.finite import all_finite
@@ -41,8 +40,8 @@ class _GroupPlan:
     eager: list[Tensor]
 
 
-_Work = tuple[Bucket, int, int, dict[str, Scalar]]
-"""One kernel call of a step: the bucket, its parameters ``a..b-1``, the group's hyperparameters."""
+_Work = tuple[Bucket, int, int, dict[str, Any]]
+"""One kernel call of a step: the bucket, its parameters ``a..b-1``, and their param group."""
 
 
 class FlatPath:
@@ -152,20 +151,22 @@ class FlatPath:
         return tensor
 
     def _hyper_tensors(
-        self, device: torch.device, names: tuple[str, ...], hyper: Mapping[str, Scalar], t: int
+        self, device: torch.device, names: tuple[str, ...], group: Mapping[str, Any], t: int
     ) -> list[Tensor]:
         """The kernel's hyperparameters as the path's persistent 0-dim tensors, refilled."""
         out = []
+        read = self.optimizer.group_value
         for name in names:
             if name == "step":
                 value = float(t)
             else:
                 try:
-                    value = float(hyper[name])
+                    value = float(read(group, name))
                 except KeyError:
+                    known = self.optimizer.group_hyper(group)
                     raise KeyError(
                         f"hyperparameter {name!r} is not set for this step "
-                        f"(known: {', '.join(sorted(hyper))})"
+                        f"(known: {', '.join(sorted(known))})"
                     ) from None
             out.append(self._hyper_tensor(device, name, value))
         return out
@@ -179,9 +180,8 @@ class FlatPath:
         eager: list[tuple[dict[str, Any], list[Tensor]]] = []
         for index, group in enumerate(opt.param_groups):
             plan = self._plan(index, group)
-            hyper = opt.group_hyper(group)
             for bucket in plan.buckets:
-                work += [(bucket, a, b, hyper) for a, b in bucket.runs(bucket.gather_grads())]
+                work += [(bucket, a, b, group) for a, b in bucket.runs(bucket.gather_grads())]
             if not plan.eager:
                 continue
             leftovers = [p for p in plan.eager if p.grad is not None]
@@ -209,13 +209,13 @@ class FlatPath:
         grads += [p.grad for _, params in eager for p in params if p.grad is not None]
         return all_finite(grads)
 
-    def _run(self, bucket: Bucket, a: int, b: int, hyper: dict[str, Scalar]) -> None:
+    def _run(self, bucket: Bucket, a: int, b: int, group: dict[str, Any]) -> None:
         lo, hi = bucket.span(a, b)
         # Dynamo specialises lengths 0 and 1; a one-element run is not worth a kernel.
         if hi - lo >= 2 and bucket.fused.failure is None:
             names = bucket.fused.layout.hyper_keys
             tensors = self._hyper_tensors(
-                bucket.param_buf.device, names, hyper, bucket.steps[a] + 1
+                bucket.param_buf.device, names, group, bucket.steps[a] + 1
             )
             try:
                 bucket.run_fused(a, b, tensors)
@@ -224,6 +224,7 @@ class FlatPath:
                 if bucket.fused.failure is None:
                     raise  # not the compiler: the eager path would fail the same way
                 self._warn_once(("run", id(bucket.fused)), bucket.fused.failure)
+        hyper = self.optimizer.group_hyper(group)
         for i in range(a, b):
             bucket.run_eager(i, hyper)
 
