@@ -316,11 +316,15 @@ def _targets(rows: list[Row]) -> list[str]:
             )
     for row in rows:
         if row.size == "100k" and "torch foreach" in row.times:
-            ratio = row.times["dltricks fast"] / row.times["torch foreach"]
+            # Same work as torch (no finite check), as for the 50M targets; the default
+            # policy's extra read of the gradients is shown beside it.
+            foreach = row.times["torch foreach"]
+            ratio = row.times["fast, no finite check"] / foreach
             verdict = "met" if ratio <= 1.0 else "missed"
             out.append(
-                f"- 100K {row.spec.name}: fast (default policy) / torch foreach = {ratio:.2f} "
-                f"(target <= 1.0): {verdict}"
+                f"- 100K {row.spec.name}: fast / torch foreach = {ratio:.2f} (target <= 1.0): "
+                f"{verdict}; with the default finite check "
+                f"{row.times['dltricks fast'] / foreach:.2f}"
             )
     return out
 

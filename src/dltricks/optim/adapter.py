@@ -162,7 +162,7 @@ class ComposedOptimizer(Optimizer):
 
     def structure_of(self, group: Mapping[str, Any]) -> tuple[Any, ...]:
         """The values of :attr:`structural_options` in ``group``: what decides its chain."""
-        return tuple(group[name] for name in self.structural_options)
+        return tuple(map(group.__getitem__, self.structural_options))
 
     def fast_key(self, group: Mapping[str, Any]) -> Any:
         """Identifies the group's chain across optimizer instances, to share its compiled

@@ -19,12 +19,21 @@ def all_finite(grads: Sequence[Tensor]) -> bool:
     """
     if not grads:
         return True
+    if len(grads) == 1 and grads[0].device.type == "cpu":  # the usual fast-path step
+        if math.isfinite(grads[0].sum().item()):
+            return True
+        return _confirm_elementwise(grads)
     sums = [g.sum() for g in grads]
     if all(s.device.type == "cpu" for s in sums):
         if all(math.isfinite(s.item()) for s in sums):
             return True
     elif bool(torch.isfinite(torch.stack([s.to("cpu", torch.float64) for s in sums])).all()):
         return True
+    return _confirm_elementwise(grads)
+
+
+def _confirm_elementwise(grads: Sequence[Tensor]) -> bool:
+    """Whether every element is finite, tensor by tensor (a non-finite sum may overflow)."""
     for g in grads:
         if g.numel() == 0:
             continue

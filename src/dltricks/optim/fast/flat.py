@@ -319,7 +319,7 @@ class Bucket:
             # The usual case: the whole buffers, the same tensors at every step, so the
             # compiled code can be called without dynamo's checks (FusedUpdate.bind).
             bound = self._bound
-            if bound is not None and all(x is y for x, y in zip(bound[0], hyper, strict=True)):
+            if bound is not None and all(map(operator.is_, bound[0], hyper)):
                 bound[1]()
             else:
                 steps = self.step_buf if self.counts_steps_in_kernel else self.step_scratch
@@ -366,8 +366,9 @@ class Bucket:
         if whole:  # one run holds one label
             # The usual step: the whole bucket moves together and keeps one label.
             self.steps = [t] * len(indices)
-            self.labels = [next(_labels)] * len(indices)
-            self.uniform = True
+            if not self.uniform:
+                self.labels = [next(_labels)] * len(indices)
+                self.uniform = True
         else:
             self.uniform = False
             fresh: dict[int, int] = {}

@@ -205,7 +205,13 @@ class FlatPath:
 
     @staticmethod
     def _all_finite(work: list[_Work], eager: list[tuple[dict[str, Any], list[Tensor]]]) -> bool:
-        grads = [bucket.grad_buf[slice(*bucket.span(a, b))] for bucket, a, b, _ in work]
+        # A whole bucket is checked over its whole buffer: its padding is always zero.
+        grads = [
+            bucket.grad_buf
+            if b - a == len(bucket.params)
+            else bucket.grad_buf[slice(*bucket.span(a, b))]
+            for bucket, a, b, _ in work
+        ]
         grads += [p.grad for _, params in eager for p in params if p.grad is not None]
         return all_finite(grads)
 
