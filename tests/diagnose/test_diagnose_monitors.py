@@ -342,7 +342,7 @@ def test_gradient_norms_survive_grads_taken_in_a_later_hook() -> None:
 
 def test_gradient_norms_one_backward_after_attach_no_hooks_after_detach() -> None:
     model, opt, x, y = _sgd_setup(14)
-    grads = GradientNorms(model)
+    grads = GradientNorms(model, every=1)  # counts every backward while attached
     _step(model, opt, x, y)  # not attached: nothing recorded
     with grads:
         _step(model, opt, x, y)
@@ -373,7 +373,7 @@ def test_activation_stats_across_flushes_and_widths(
         torch.randn(16, 8, generator=g).double(),
         torch.randn(4, 3, 5, 5, generator=g),
     ]
-    with ActivationStats(module) as stats:
+    with ActivationStats(module, every=1) as stats:
         for x in inputs:
             module(x)
     rows = stats.records()
@@ -465,7 +465,7 @@ def test_activation_stats_half_precision_and_strided_outputs(module: nn.Module) 
     x16 = (2 * torch.randn(32, 12, generator=g)).bfloat16()
     xt = torch.randn(12, 32, generator=g).t()
     xt[:, :3] = -5.0  # three units dead for the rectifiers
-    with ActivationStats(module) as stats:
+    with ActivationStats(module, every=1) as stats:
         module(x16)
         module(xt)
     rows = stats.records()
@@ -493,7 +493,7 @@ def test_gradient_norms_parameters_that_skip_backward_passes(
     x = torch.randn(4, 3, generator=torch.Generator().manual_seed(21))
     expected: list[tuple[int, str, str, float]] = []
     calls = {"0": 0, "1": 0}
-    with GradientNorms(net) as grads:
+    with GradientNorms(net, every=1) as grads:
         for i in range(7):
             net.zero_grad()
             out = second(first(x)).sum() if i % 2 else first(x).pow(2).sum()
@@ -511,3 +511,125 @@ def test_gradient_norms_parameters_that_skip_backward_passes(
     got = [(r["step"], r["layer"], r["param"], r["grad_norm"]) for r in grads.records()]
     assert [g[:3] for g in got] == [e[:3] for e in expected]
     assert [g[3] for g in got] == pytest.approx([e[3] for e in expected], rel=1e-6)
+
+
+# --- The default cadence: one step in 10, the same steps for every layer and monitor ---
+
+
+def test_default_every_is_ten_and_for_model_shares_it() -> None:
+    model, opt, _, _ = _sgd_setup(22)
+    assert GradientNorms(model).every == 10
+    assert ActivationStats(model).every == 10
+    assert UpdateRatios(model, opt).every == 10
+    periods = {
+        "defaults": Diagnostics.for_model(model, opt),
+        "every=1": Diagnostics.for_model(model, opt, every=1),
+        "every=1, update_every=10": Diagnostics.for_model(model, opt, every=1, update_every=10),
+    }
+    assert {name: [m.every for m in d.monitors] for name, d in periods.items()} == {  # type: ignore[attr-defined]
+        "defaults": [10, 10, 10],
+        "every=1": [1, 1, 1],
+        "every=1, update_every=10": [1, 1, 10],
+    }
+    with pytest.raises(ValueError, match="every must be a positive integer"):
+        Diagnostics.for_model(model, every=0)
+
+
+def _activation_reference(out: Tensor, sigmoid: bool) -> tuple[float, float, float]:
+    """(mean, population std, fraction saturated within 0.01 of 0 or 1 for sigmoid outputs,
+    else fraction of units never above 0 over the batch) of one activation output."""
+    out = out.double()
+    if sigmoid:
+        extra = ((out < 0.01) | (out > 0.99)).double().mean().item()
+    else:
+        extra = (out <= 0).all(dim=0).double().mean().item()
+    return out.mean().item(), out.std(unbiased=False).item(), extra
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+@pytest.mark.parametrize("build", ["for_model defaults", "explicit every=10"])
+def test_default_cadence_records_the_same_steps_for_every_layer_and_monitor(
+    activation: str, build: str
+) -> None:
+    model = MLP(8, 3, 16, 3, activation, generator=torch.Generator().manual_seed(23))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    if build == "for_model defaults":
+        diag = Diagnostics.for_model(model, opt)
+    else:
+        diag = Diagnostics(
+            GradientNorms(model, every=10),
+            ActivationStats(model, every=10),
+            UpdateRatios(model, opt, every=10),
+        )
+    # The test's own reference hooks see every activation output of every step.
+    outputs: list[Tensor] = []
+    handles = [
+        m.register_forward_hook(lambda _m, _i, out: outputs.append(out.detach().clone()) and None)
+        for m in model.modules()
+        if isinstance(m, (nn.ReLU, nn.Sigmoid))
+    ]
+    params = [p for layer in model.linear_layers for p in (layer.weight, layer.bias)]
+    expected_grads: list[list[float]] = []
+    expected_acts: list[list[tuple[float, float, float]]] = []
+    expected_updates: list[list[tuple[float, float]]] = []
+    g = torch.Generator().manual_seed(24)
+    with diag:
+        for _ in range(25):
+            x, y = 3 * torch.randn(32, 8, generator=g), torch.randint(0, 3, (32,), generator=g)
+            outputs.clear()
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            expected_grads.append([p.grad.norm().item() for p in params])  # type: ignore[union-attr]
+            sigmoid = activation == "sigmoid"
+            expected_acts.append([_activation_reference(out, sigmoid) for out in outputs])
+            before = [p.detach().clone() for p in params]
+            opt.step()
+            expected_updates.append(
+                [
+                    ((p.detach() - b).norm().item(), b.norm().item())
+                    for p, b in zip(params, before, strict=True)
+                ]
+            )
+    for handle in handles:
+        handle.remove()
+    assert diag.gradients is not None
+    assert diag.activations is not None
+    assert diag.updates is not None
+    recorded = [0, 10, 20]
+    linear_names = [f"net.{2 * i}" for i in range(3)] + ["net.6"]
+    act_names = [f"net.{2 * i + 1}" for i in range(3)]
+
+    grads = diag.gradients.records()
+    for layer in linear_names:
+        for param in ("weight", "bias"):
+            steps = [r["step"] for r in grads if r["layer"] == layer and r["param"] == param]
+            assert steps == recorded, (layer, param)
+    for step in recorded:
+        got = [r["grad_norm"] for r in grads if r["step"] == step]
+        assert got == pytest.approx(expected_grads[step], rel=1e-5)
+
+    acts = diag.activations.records()
+    for layer in act_names:
+        assert [r["step"] for r in acts if r["layer"] == layer] == recorded, layer
+    for step in recorded:
+        rows = [r for r in acts if r["step"] == step]
+        assert [r["layer"] for r in rows] == act_names
+        for row, (mean, std, extra) in zip(rows, expected_acts[step], strict=True):
+            assert row["mean"] == pytest.approx(mean, rel=1e-5, abs=1e-6)
+            assert row["std"] == pytest.approx(std, rel=1e-4)
+            fraction, other = (
+                ("saturated", "dead") if activation == "sigmoid" else ("dead", "saturated")
+            )
+            assert row[fraction] == pytest.approx(extra, abs=1e-12)
+            assert row[other] is None
+
+    updates = diag.updates.records()
+    for layer in linear_names:
+        for param in ("weight", "bias"):
+            steps = [r["step"] for r in updates if r["layer"] == layer and r["param"] == param]
+            assert steps == recorded, (layer, param)
+    for step in recorded:
+        got = [(r["update_norm"], r["weight_norm"]) for r in updates if r["step"] == step]
+        for (upd, w), (ref_upd, ref_w) in zip(got, expected_updates[step], strict=True):
+            assert upd == pytest.approx(ref_upd, rel=1e-5, abs=1e-9)
+            assert w == pytest.approx(ref_w, rel=1e-5, abs=1e-9)

@@ -4,6 +4,14 @@
 ``UpdateRatios`` (``||dW|| / ||W||`` per optimizer step) and ``ActivationStats`` (mean, std,
 saturation, dead units). Each is a context manager with ``attach()``/``detach()``, and
 reads out as ``records()``, ``to_table()`` and ``plot()``. ``Diagnostics`` groups them.
+
+In a training loop they record one step in ``every`` (default 10: steps 0, 10, 20, ...,
+the same steps for every layer and monitor attached together; each record carries its
+``step``), which keeps a monitored step within a few percent of an unmonitored one;
+``every=1`` records every step, at the cost measured in
+benchmarks/results/diagnose_overhead.md. A monitor attached around a single pass records
+that pass (the first call is step 0). Detached, a monitor leaves no hook behind and costs
+nothing.
 """
 
 from __future__ import annotations
@@ -17,13 +25,14 @@ from dltricks.diagnose.layers import (
     activation_kind,
     find_layers,
 )
-from dltricks.diagnose.monitor import Monitor
+from dltricks.diagnose.monitor import DEFAULT_EVERY, Monitor
 from dltricks.diagnose.suite import Diagnostics
 from dltricks.diagnose.table import format_table
 from dltricks.diagnose.updates import UpdateRatios
 
 __all__ = [
     "ACTIVATION_TYPES",
+    "DEFAULT_EVERY",
     "WEIGHT_LAYER_TYPES",
     "ActivationKind",
     "ActivationStats",

@@ -17,7 +17,7 @@ from dltricks.diagnose.layers import (
     activation_kind,
     find_layers,
 )
-from dltricks.diagnose.monitor import Monitor, RowBuffer, check_every
+from dltricks.diagnose.monitor import DEFAULT_EVERY, Monitor, RowBuffer, check_every
 from dltricks.diagnose.table import format_table
 
 if TYPE_CHECKING:
@@ -85,6 +85,10 @@ class _Plan:
 class ActivationStats(Monitor):
     """Mean, std, saturation and dead units of each activation module's output, per forward.
 
+    Records one step in ``every`` (default 10; ``every=1`` records every step, at the cost
+    measured in benchmarks/results/diagnose_overhead.md): forward passes 0, 10, 20, ...
+    counted while attached, each record carrying its ``step``.
+
     Watches the activation modules of ``model`` (``layer_types``, default: torch's and
     dltricks' sigmoid, tanh, ReLU family, SELU, GELU, SiLU/Swish, Mish and Maxout modules;
     activations called functionally inside ``forward`` cannot be hooked). Per recorded
@@ -99,9 +103,19 @@ class ActivationStats(Monitor):
       are pooled.
 
     Statistics that do not apply to a layer's kind are ``None``. Only forwards in training
-    mode are recorded unless ``training_only=False``; ``every=N`` records one in N. The hooks
-    write their reductions into preallocated tensors, converted in batches when read (or
-    every 128 forwards), so they never force a device sync.
+    mode are counted and recorded unless ``training_only=False``. ``step`` counts a layer's
+    calls: with one forward pass per training step it is the same step for every layer, and
+    the same as ``GradientNorms``' and ``UpdateRatios``' ``step`` when they are attached
+    together; extra training-mode forwards (a probe batch between steps) count too, and an
+    activation module called several times per forward counts each call. The hooks write
+    their reductions into preallocated tensors, converted in batches when read (or every
+    128 recorded forwards), so they never force a device sync.
+
+    Example::
+
+        with ActivationStats(model) as stats, torch.no_grad():
+            model(x)  # the first forward is recorded (step 0)
+        stats.per_layer("saturated")  # layer name -> fraction of saturated outputs
     """
 
     def __init__(
@@ -109,7 +123,7 @@ class ActivationStats(Monitor):
         model: nn.Module,
         *,
         layer_types: tuple[type[nn.Module], ...] = ACTIVATION_TYPES,
-        every: int = 1,
+        every: int = DEFAULT_EVERY,
         saturation_eps: float = 0.01,
         unit_dim: int = 1,
         training_only: bool = True,

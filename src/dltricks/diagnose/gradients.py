@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from dltricks.diagnose.layers import WEIGHT_LAYER_TYPES, find_layers
-from dltricks.diagnose.monitor import Monitor, RowBuffer, check_every
+from dltricks.diagnose.monitor import DEFAULT_EVERY, Monitor, RowBuffer, check_every
 from dltricks.diagnose.table import format_table
 
 if TYPE_CHECKING:
@@ -29,16 +29,23 @@ def _step_then_index(record: tuple[int, int, float]) -> tuple[int, int]:
 
 
 class GradientNorms(Monitor):
-    """The L2 norm ``||dL/dW||`` of each parameter of each watched layer, every backward pass.
+    """The L2 norm ``||dL/dW||`` of each parameter of each watched layer, per backward pass.
+
+    Records one step in ``every`` (default 10; ``every=1`` records every step, at the cost
+    measured in benchmarks/results/diagnose_overhead.md): backward passes 0, 10, 20, ...
+    counted while attached, each record carrying its ``step``.
 
     Watches ``layer_types`` (default: Linear, Bilinear, Conv and ConvTranspose layers;
     ``None`` = every module that owns parameters, e.g. to include PReLU or LayerNorm). A hook
     on each parameter fires when its ``.grad`` has been accumulated, so the norm is that of
     ``.grad`` after each ``backward()`` (with gradient accumulation: the running sum), before
-    any clipping or optimizer step. ``step`` counts a parameter's backward passes since
-    construction; ``every=N`` records one in N. Norms are written into preallocated rows, one
-    per backward pass, and converted in batches when read (or every 256 passes), so a hook
-    never forces a device sync.
+    any clipping or optimizer step. ``step`` counts a parameter's backward passes while
+    attached: when every watched parameter gets a gradient in every backward pass (the usual
+    training loop) it is the same backward pass for all of them, and the same training step
+    as ``ActivationStats``' and ``UpdateRatios``' ``step`` when they are attached together; a
+    parameter left out of some passes counts only the passes it took part in. Norms are
+    written into preallocated rows, one per backward pass, and converted in batches when
+    read (or every 256 recorded passes), so a hook never forces a device sync.
 
     Read: ``per_layer()`` (layer -> weight grad norm at the last step), ``vanishing_ratio()``
     (first layer / last layer: << 1 means vanishing, >> 1 exploding), ``records()``,
@@ -47,7 +54,7 @@ class GradientNorms(Monitor):
     Example::
 
         with GradientNorms(model) as grads:
-            loss_fn(model(x), y).backward()
+            loss_fn(model(x), y).backward()  # the first pass is recorded
         grads.per_layer()  # {"net.0": 3.1e-06, ..., "net.20": 0.21}
     """
 
@@ -56,7 +63,7 @@ class GradientNorms(Monitor):
         model: nn.Module,
         *,
         layer_types: tuple[type[nn.Module], ...] | None = WEIGHT_LAYER_TYPES,
-        every: int = 1,
+        every: int = DEFAULT_EVERY,
     ) -> None:
         super().__init__(model)
         self.every = check_every(every)

@@ -13,9 +13,16 @@ from torch.utils.hooks import RemovableHandle
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["Monitor", "RowBuffer", "check_every"]
+__all__ = ["DEFAULT_EVERY", "Monitor", "RowBuffer", "check_every"]
 
 _M = TypeVar("_M", bound="Monitor")
+
+# Record one step in 10 unless told otherwise, as training libraries' loggers do (Lightning's
+# ``log_every_n_steps=50``, ``wandb.watch(log_freq=1000)``): on the lab's MLPs recording every
+# step costs up to +8-16% of a training step on CPU (benchmarks/results/diagnose_overhead.md),
+# one step in 10 stays within a few percent, and per-layer norms and statistics move slowly
+# enough that one step in 10 follows them.
+DEFAULT_EVERY = 10
 
 
 def check_every(every: int) -> int:
@@ -77,6 +84,13 @@ class Monitor(ABC):
     monitor costs nothing), and ``with monitor: ...`` does both around a block. Records
     survive ``detach()``; ``clear()`` drops them. Read results with ``records()`` (plain
     dicts), ``to_table()`` / ``str(monitor)`` (text) and ``plot()`` (a matplotlib Figure).
+
+    Monitors that hook training record one step in ``every`` (default ``DEFAULT_EVERY`` = 10):
+    of the calls made while attached, the first is step 0, and steps 0, every, 2 * every, ...
+    are recorded. Each monitor counts its own calls (forwards, backwards or optimizer steps),
+    and its counters keep running across ``detach()`` / ``attach()``. In a training loop that
+    runs one forward, one backward and one optimizer step per step, with the monitors attached
+    together, step k is the same training step for every layer and every monitor.
     """
 
     def __init__(self, model: nn.Module) -> None:

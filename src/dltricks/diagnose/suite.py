@@ -10,8 +10,8 @@ from torch import nn
 
 from dltricks.diagnose.activations import ActivationStats
 from dltricks.diagnose.gradients import GradientNorms
-from dltricks.diagnose.monitor import Monitor
-from dltricks.diagnose.updates import DEFAULT_OPTIMIZER_EVERY, UpdateRatios
+from dltricks.diagnose.monitor import DEFAULT_EVERY, Monitor, check_every
+from dltricks.diagnose.updates import UpdateRatios
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -23,8 +23,10 @@ class Diagnostics:
     """A group of monitors with one life cycle: ``with Diagnostics(grads, acts): ...``.
 
     ``Diagnostics.for_model(model, optimizer)`` builds the usual set: gradient norms,
-    activation statistics, and update ratios when an optimizer is given. The members stay
-    reachable as ``gradients``, ``activations`` and ``updates`` (``None`` when absent).
+    activation statistics, and update ratios when an optimizer is given, all recording one
+    step in ``every`` (default 10; ``every=1`` records every step, at the cost measured in
+    benchmarks/results/diagnose_overhead.md). The members stay reachable as ``gradients``,
+    ``activations`` and ``updates`` (``None`` when absent).
     """
 
     def __init__(self, *monitors: Monitor) -> None:
@@ -38,22 +40,28 @@ class Diagnostics:
         model: nn.Module,
         optimizer: torch.optim.Optimizer | None = None,
         *,
-        every: int = 1,
-        update_every: int = DEFAULT_OPTIMIZER_EVERY,
+        every: int = DEFAULT_EVERY,
+        update_every: int | None = None,
         activations: bool = True,
     ) -> Diagnostics:
         """Gradient norms, activation stats (unless ``activations=False``, e.g. for models
         that call their activations functionally) and, with ``optimizer``, update ratios.
 
-        ``every`` applies to gradients and activations. Update ratios default to one step in
-        10, as ``UpdateRatios`` does with an optimizer: each recorded step copies the watched
-        weights and reads them three more times, about as much memory traffic as an Adam step.
+        All of them record one step in ``every`` (default 10), so that in a training loop
+        (one forward, backward and optimizer step per step) their records share the steps
+        0, every, 2 * every, ...; ``every=1`` records every step. ``update_every`` sets the
+        update ratios' period apart (default: ``every``): a recorded update ratio copies the
+        watched weights and reads them three more times, about as much memory traffic as an
+        Adam step, so ``every=1, update_every=10`` watches gradients and activations at every
+        step for less.
         """
+        check_every(every)
         monitors: list[Monitor] = [GradientNorms(model, every=every)]
         if activations:
             monitors.append(ActivationStats(model, every=every))
         if optimizer is not None:
-            monitors.append(UpdateRatios(model, optimizer, every=update_every))
+            period = every if update_every is None else update_every
+            monitors.append(UpdateRatios(model, optimizer, every=period))
         return cls(*monitors)
 
     def _find(self, kind: type[Monitor]) -> Monitor | None:

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from dltricks.diagnose.layers import WEIGHT_LAYER_TYPES, find_layers
-from dltricks.diagnose.monitor import Monitor, RowBuffer, check_every
+from dltricks.diagnose.monitor import DEFAULT_EVERY, Monitor, RowBuffer, check_every
 from dltricks.diagnose.table import format_table
 
 if TYPE_CHECKING:
@@ -21,12 +21,16 @@ __all__ = ["UpdateRatios"]
 
 # Recorded steps whose norms stay on the tensor side before one batched conversion.
 _ROWS = 256
-# Steps per recorded step when the monitor hooks an optimizer (see UpdateRatios).
-DEFAULT_OPTIMIZER_EVERY = 10
 
 
 class UpdateRatios(Monitor):
     """``||W_after - W_before|| / ||W_before||`` per parameter of each watched layer, per step.
+
+    With an optimizer, records one step in ``every`` (default 10; ``every=1`` records every
+    step, at the cost measured in benchmarks/results/diagnose_overhead.md): optimizer steps
+    0, 10, 20, ... counted while attached, each record carrying its ``step``, the same
+    training steps as ``GradientNorms`` and ``ActivationStats`` at the same ``every`` when
+    attached together. By hand (no optimizer) the default is every bracketed step.
 
     A common rule of thumb puts healthy values near 1e-3: much smaller and the layer barely
     learns, much larger and it is unstable. The monitor copies the watched parameters before
@@ -41,8 +45,8 @@ class UpdateRatios(Monitor):
 
     ``every=N`` snapshots and records only one step in N, counting steps from the first
     (recorded steps are 0, N, 2N, ... and each record carries its ``step``). The default,
-    ``every=None``, is 10 with an optimizer and 1 by hand (there you choose the steps by
-    bracketing them). Why 10 with an optimizer: a recorded step copies the watched weights and
+    ``every=None``, is 10 (``DEFAULT_EVERY``) with an optimizer and 1 by hand (there you
+    choose the steps by bracketing them). A recorded step copies the watched weights and
     reads them three more times, about the memory traffic of an Adam step itself, which no
     rewrite of the monitor can avoid; measured on the lab's MLP (``benchmarks/
     diagnose_overhead.py``), ``every=1`` adds about 6-10% to a training step and ``every=10``
@@ -61,7 +65,7 @@ class UpdateRatios(Monitor):
         super().__init__(model)
         self.optimizer = optimizer
         if every is None:
-            every = 1 if optimizer is None else DEFAULT_OPTIMIZER_EVERY
+            every = 1 if optimizer is None else DEFAULT_EVERY
         self.every = check_every(every)
         self.layers = find_layers(model, layer_types, what="UpdateRatios")
         self.params: list[tuple[str, str, nn.Parameter]] = [
