@@ -46,20 +46,40 @@ RESULTS = Path(__file__).resolve().parent / "results" / "diagnose_overhead.md"
 
 
 def _configs(model: MLP, opt: torch.optim.Optimizer) -> dict[str, Callable[[], Diagnostics | None]]:
+    # every= spelled out in each row, so that the rows mean the same on any version of the
+    # code (the before/after comparisons run this script on older commits too); the defaults
+    # are checked against the labels in main().
     return {
         "detached": lambda: None,
         "detached after use": lambda: None,
-        "GradientNorms": lambda: Diagnostics(GradientNorms(model)),
-        "ActivationStats": lambda: Diagnostics(ActivationStats(model)),
-        # every= spelled out: the default changed from 1 to 10 (with an optimizer), and the
-        # before/after comparison runs this script on both versions of the code.
+        "GradientNorms, every=10 (default)": lambda: Diagnostics(GradientNorms(model, every=10)),
+        "GradientNorms, every=1": lambda: Diagnostics(GradientNorms(model, every=1)),
+        "ActivationStats, every=10 (default)": lambda: Diagnostics(
+            ActivationStats(model, every=10)
+        ),
+        "ActivationStats, every=1": lambda: Diagnostics(ActivationStats(model, every=1)),
         "UpdateRatios, every=10 (default)": lambda: Diagnostics(UpdateRatios(model, opt, every=10)),
         "UpdateRatios, every=1": lambda: Diagnostics(UpdateRatios(model, opt, every=1)),
-        "Gradient+Activation": lambda: Diagnostics.for_model(model),
-        "for_model(model, opt) defaults": lambda: Diagnostics.for_model(model, opt),
-        "all three, every=1": lambda: Diagnostics.for_model(model, opt, update_every=1),
-        "all three, every=10": lambda: Diagnostics.for_model(model, opt, every=10, update_every=10),
+        "for_model(model), every=10 (default)": lambda: Diagnostics.for_model(model, every=10),
+        "for_model(model), every=1": lambda: Diagnostics.for_model(model, every=1),
+        "for_model(model, opt), every=10 (default)": lambda: Diagnostics.for_model(
+            model, opt, every=10, update_every=10
+        ),
+        "for_model(model, opt), every=1": lambda: Diagnostics.for_model(
+            model, opt, every=1, update_every=1
+        ),
     }
+
+
+def _check_default_labels() -> None:
+    """The rows labelled "(default)" use every=10: fail loudly if the defaults change."""
+    model = MLP(4, 2, 8, 2, "relu")
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    defaults = [m.every for m in Diagnostics.for_model(model, opt).monitors]
+    defaults += [GradientNorms(model).every, ActivationStats(model).every]
+    defaults.append(UpdateRatios(model, opt).every)
+    if defaults != [10] * 6:
+        raise SystemExit(f"the defaults are no longer every=10 ({defaults}): relabel the rows")
 
 
 class Timings:
@@ -139,6 +159,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    _check_default_labels()
 
     lines = [
         "# Overhead of dltricks.diagnose on a training step",

@@ -526,7 +526,7 @@ def test_default_every_is_ten_and_for_model_shares_it() -> None:
         "every=1": Diagnostics.for_model(model, opt, every=1),
         "every=1, update_every=10": Diagnostics.for_model(model, opt, every=1, update_every=10),
     }
-    assert {name: [m.every for m in d.monitors] for name, d in periods.items()} == {  # type: ignore[attr-defined]
+    assert {name: [m.every for m in d.monitors] for name, d in periods.items()} == {
         "defaults": [10, 10, 10],
         "every=1": [1, 1, 1],
         "every=1, update_every=10": [1, 1, 10],
@@ -563,8 +563,12 @@ def test_default_cadence_records_the_same_steps_for_every_layer_and_monitor(
         )
     # The test's own reference hooks see every activation output of every step.
     outputs: list[Tensor] = []
+
+    def keep(_module: nn.Module, _inputs: object, out: Tensor) -> None:
+        outputs.append(out.detach().clone())
+
     handles = [
-        m.register_forward_hook(lambda _m, _i, out: outputs.append(out.detach().clone()) and None)
+        m.register_forward_hook(keep)
         for m in model.modules()
         if isinstance(m, (nn.ReLU, nn.Sigmoid))
     ]

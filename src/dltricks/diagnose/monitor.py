@@ -93,6 +93,8 @@ class Monitor(ABC):
     together, step k is the same training step for every layer and every monitor.
     """
 
+    every: int  # the recording period: one step in ``every`` is recorded
+
     def __init__(self, model: nn.Module) -> None:
         self.model = model
         self._handles: list[RemovableHandle] = []
