@@ -71,7 +71,8 @@ class RMSprop(ComposedOptimizer):
         super().__init__(params, defaults, nonfinite=nonfinite, fast=fast)
 
     def structure_of(self, group: Mapping[str, Any]) -> tuple[Any, ...]:
-        return super().structure_of({**group, "momentum_on": group["momentum"] > 0})
+        # Read at every fast step: built directly rather than from a copy of the group.
+        return (group["centered"], group["momentum"] > 0, group["maximize"])
 
     def build_chain(self, options: Mapping[str, Any]) -> Transform:
         second = (

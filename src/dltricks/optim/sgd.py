@@ -67,7 +67,8 @@ class SGD(ComposedOptimizer):
             )
 
     def structure_of(self, group: Mapping[str, Any]) -> tuple[Any, ...]:
-        return super().structure_of({**group, "momentum_on": group["momentum"] != 0})
+        # Read at every fast step: built directly rather than from a copy of the group.
+        return (group["momentum"] != 0, group["nesterov"], group["maximize"])
 
     def build_chain(self, options: Mapping[str, Any]) -> Transform:
         blocks = [negate()] if options["maximize"] else []

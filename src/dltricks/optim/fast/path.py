@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import operator
 import warnings
 from collections.abc import Mapping
@@ -51,7 +52,10 @@ class FlatPath:
         self.optimizer = optimizer
         self.min_numel = min_numel
         self.plans: list[_GroupPlan | None] = []
-        self._hyper: dict[tuple[torch.device, str], tuple[Tensor, float]] = {}
+        # Per device and kernel hyperparameter names: the tensors and the values they hold.
+        self._hyper: dict[
+            tuple[torch.device, tuple[str, ...]], tuple[list[Tensor], list[float]]
+        ] = {}
         self._warned: set[Any] = set()
 
     # -- planning ------------------------------------------------------------------------
@@ -138,38 +142,41 @@ class FlatPath:
 
     # -- hyperparameters as tensors ------------------------------------------------------
 
-    def _hyper_tensor(self, device: torch.device, name: str, value: float) -> Tensor:
-        cached = self._hyper.get((device, name))
-        if cached is None:
-            tensor = torch.tensor(value, dtype=torch.float64, device=device)
-            self._hyper[(device, name)] = (tensor, value)
-            return tensor
-        tensor, old = cached
-        if old != value:
-            tensor.fill_(value)
-            self._hyper[(device, name)] = (tensor, value)
-        return tensor
-
     def _hyper_tensors(
         self, device: torch.device, names: tuple[str, ...], group: Mapping[str, Any], t: int
     ) -> list[Tensor]:
-        """The kernel's hyperparameters as the path's persistent 0-dim tensors, refilled."""
-        out = []
-        read = self.optimizer.group_value
-        for name in names:
+        """The kernel's hyperparameters as the path's persistent 0-dim float64 tensors.
+
+        The same tensors at every step (the kernel's direct call holds them), refilled in
+        place when a value changes. Runs at every step: plain float values are read straight
+        from the group; anything else goes through ``group_value`` (tensors, ints, betas).
+        """
+        cached = self._hyper.get((device, names))
+        if cached is None:
+            tensors = [torch.zeros((), dtype=torch.float64, device=device) for _ in names]
+            cached = self._hyper[(device, names)] = (tensors, [math.nan] * len(names))
+        tensors, values = cached
+        for i, name in enumerate(names):
             if name == "step":
-                value = float(t)
+                value: Any = float(t)
             else:
-                try:
-                    value = float(read(group, name))
-                except KeyError:
-                    known = self.optimizer.group_hyper(group)
-                    raise KeyError(
-                        f"hyperparameter {name!r} is not set for this step "
-                        f"(known: {', '.join(sorted(known))})"
-                    ) from None
-            out.append(self._hyper_tensor(device, name, value))
-        return out
+                value = group.get(name)
+                if type(value) is not float:
+                    value = self._read(group, name)
+            if value != values[i]:
+                tensors[i].fill_(value)
+                values[i] = value
+        return tensors
+
+    def _read(self, group: Mapping[str, Any], name: str) -> float:
+        try:
+            return float(self.optimizer.group_value(group, name))
+        except KeyError:
+            known = self.optimizer.group_hyper(group)
+            raise KeyError(
+                f"hyperparameter {name!r} is not set for this step "
+                f"(known: {', '.join(sorted(known))})"
+            ) from None
 
     # -- the step ------------------------------------------------------------------------
 
