@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import warnings
 from functools import partial
+from typing import Any
 
 import pytest
 import torch
@@ -185,3 +187,67 @@ def test_one_hyperparameter_reads_as_in_the_whole_mapping(case: OptimizerCase) -
                 assert opt.group_value(group, name) == value, name
             with pytest.raises(KeyError):
                 opt.group_value(group, "no_such_hyperparameter")
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_step_hooks_profiler_and_schedulers_see_the_step_as_with_torch(fast: bool) -> None:
+    # The step skips torch's hook/profiler wrapper only while nothing uses it: hooks (own and
+    # global), a pre-hook's new arguments, the profiler's range and a scheduler's check that
+    # the optimizer stepped first must all behave as with torch's own optimizers.
+    from torch.optim.optimizer import (
+        register_optimizer_step_post_hook,
+        register_optimizer_step_pre_hook,
+    )
+
+    def calls_for(make: Any) -> list[str]:
+        calls: list[str] = []
+        p = torch.nn.Parameter(torch.ones(4, dtype=torch.float64))
+        opt = make([p])
+
+        def closure() -> torch.Tensor:
+            calls.append("closure")
+            return torch.tensor(0.0)
+
+        def swap(o: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            calls.append("pre")
+            return (args[0], closure), kwargs
+
+        handles = [
+            opt.register_step_pre_hook(swap),
+            opt.register_step_post_hook(lambda o, a, k: calls.append("post")),
+            register_optimizer_step_pre_hook(lambda o, a, k: calls.append("global pre")),
+            register_optimizer_step_post_hook(lambda o, a, k: calls.append("global post")),
+        ]
+        p.grad = torch.ones_like(p)
+        opt.step()
+        for handle in handles:
+            handle.remove()
+        p.grad = torch.ones_like(p)
+        opt.step()  # no hooks left: nothing recorded
+        return calls
+
+    from dltricks.optim.adapter import _needs_torch_wrapper
+
+    plain = ours.Adam([torch.nn.Parameter(torch.ones(4))], lr=0.1, fast=fast)
+    assert not _needs_torch_wrapper(plain), "a step with nothing to call would take the wrapper"
+    handle = plain.register_step_post_hook(lambda o, a, k: None)
+    assert _needs_torch_wrapper(plain)
+    handle.remove()
+
+    ours_calls = calls_for(lambda ps: ours.Adam(ps, lr=0.1, fast=fast))
+    assert ours_calls == calls_for(lambda ps: torch.optim.Adam(ps, lr=0.1))
+    assert ours_calls == ["global pre", "pre", "closure", "post", "global post"]
+
+    p = torch.nn.Parameter(torch.ones(4))
+    opt = ours.Adam([p], lr=0.1, fast=fast)
+    p.grad = torch.ones_like(p)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        opt.step()
+    assert "Optimizer.step#Adam.step" in {event.name for event in prof.events()}
+
+    scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns when the scheduler steps first
+        opt.step()
+        scheduler.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.05)
