@@ -11,12 +11,12 @@ What to expect (measured on a shared 2-core EPYC, one torch thread; the table an
 are in ``benchmarks/results/optim_step_cpu.md``):
 
 * **speed**: at 50M parameters every optimizer runs at the streaming-bandwidth bound, on par
-  with torch's fused kernels where torch has them and 1.8-3.8x faster than torch's best mode
-  where it has none. At 100K parameters a step costs about 30 microseconds of Python around
-  one kernel call: a bucket's first call goes through ``torch.compile`` and later ones call
-  the compiled code directly (:meth:`FusedUpdate.bind`), which makes every optimizer with
-  state 1.5-4.5x faster than torch's foreach mode; plain SGD, one foreach kernel in torch,
-  stays about 10% slower.
+  with torch's fused kernels where torch has them and 1.8-3.9x faster than torch's best mode
+  where it has none. At 100K parameters a step is a little Python around one kernel call: a
+  bucket's first call goes through ``torch.compile``, later ones call the compiled code
+  directly (:meth:`FusedUpdate.bind`), and the adapter skips torch's hook/profiler wrapper
+  while nothing uses it; every optimizer is then faster than torch's foreach mode (plain SGD
+  0.8 of its time, the adaptive ones 0.2-0.3).
 * **compilation**: a few seconds per chain (4-9 s cold on that machine, about 1-5 s when
   torch's on-disk inductor cache already holds the kernel, e.g. from an earlier process).
   Kernels are shared by every optimizer instance, group and size of the process (the length is
