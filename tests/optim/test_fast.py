@@ -8,9 +8,10 @@ NAdam, SGD in float64) so that they cost little compilation.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -36,6 +37,23 @@ def _continue(
 ) -> None:
     """``steps`` more training steps of ``model`` with its existing optimizer (lr 1e-2)."""
     train(lambda ps: opt, model, lr=1e-2, steps=steps, start=start, optimizer=opt)
+
+
+@contextlib.contextmanager
+def _compile_calls(fused: Any) -> Iterator[list[int]]:
+    """Count the calls that go through torch.compile's entry point while inside."""
+    calls: list[int] = []
+    real = fused._fn
+
+    def counted(*args: Any) -> None:
+        calls.append(len(args))
+        real(*args)
+
+    fused._fn = counted
+    try:
+        yield calls
+    finally:
+        fused._fn = real
 
 
 def _assert_close_models(a: nn.Module, ref: nn.Module, tol: float = TOLERANCE) -> None:
@@ -237,22 +255,12 @@ def test_the_usual_step_calls_the_compiled_kernel_without_dynamo(name: str) -> N
         for opt, model in ((fast_opt, fast_model), (eager_opt, eager_model)):
             _continue(opt, model, steps=1)
         fused = _flat(fast_opt).plans[0].buckets[0].fused
-        calls = []
-        real = fused._fn
-
-        def counted(*args: Any) -> None:
-            calls.append(len(args))
-            real(*args)
-
-        fused._fn = counted
-        try:
+        with _compile_calls(fused) as calls:
             for opt, model in ((fast_opt, fast_model), (eager_opt, eager_model)):
                 scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.5)
                 for start in range(1, 10):
                     _continue(opt, model, steps=1, start=start)
                     scheduler.step()
-        finally:
-            fused._fn = real
     assert calls == [], "a step went through torch.compile"
     _assert_close_models(fast_model, eager_model)
     for p, q in zip(fast_model.parameters(), eager_model.parameters(), strict=True):
@@ -269,15 +277,7 @@ def test_a_change_of_torch_global_state_goes_back_through_torch_compile() -> Non
         for opt, model in ((fast_opt, fast_model), (eager_opt, eager_model)):
             _continue(opt, model, steps=2)
         fused = _flat(fast_opt).plans[0].buckets[0].fused
-        calls = []
-        real = fused._fn
-
-        def counted(*args: Any) -> None:
-            calls.append(len(args))
-            real(*args)
-
-        fused._fn = counted
-        try:
+        with _compile_calls(fused) as calls:
             for opt, model in ((fast_opt, fast_model), (eager_opt, eager_model)):
                 _continue(opt, model, steps=1, start=2)
             assert calls == []
@@ -285,8 +285,6 @@ def test_a_change_of_torch_global_state_goes_back_through_torch_compile() -> Non
                 for opt, model in ((fast_opt, fast_model), (eager_opt, eager_model)):
                     _continue(opt, model, steps=1, start=3)
             assert len(calls) == 1
-        finally:
-            fused._fn = real
     _assert_close_models(fast_model, eager_model)
 
 
