@@ -49,9 +49,10 @@ class UpdateRatios(Monitor):
     choose the steps by bracketing them). A recorded step copies the watched weights and
     reads them three more times, about the memory traffic of an Adam step itself, which no
     rewrite of the monitor can avoid; measured on the lab's MLP (``benchmarks/
-    diagnose_overhead.py``), ``every=1`` adds about 6-10% to a training step and ``every=10``
-    about 1%, while the ratio is a slowly moving rule-of-thumb quantity (healthy near 1e-3)
-    that one step in 10 follows well. Pass ``every=1`` to record every step at that cost.
+    diagnose_overhead.py``), ``every=1`` adds about 7-9% to a training step and ``every=10``
+    0-2% (within the measurement's noise), while the ratio is a slowly moving rule-of-thumb
+    quantity (healthy near 1e-3) that one step in 10 follows well. Pass ``every=1`` to record
+    every step at that cost.
     """
 
     def __init__(
