@@ -71,6 +71,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 from torch import nn
 
 from dltricks.data import SplitDataset
+from dltricks.lab.figures import save_figure
 from dltricks.train import Callback, EpochContext, EpochRecord, TrainConfig, fit
 
 __all__ = [
@@ -546,13 +547,13 @@ class Comparison:
         self.plot_curves(ax)
         ax.legend(fontsize=7, ncol=2)
         ax.set_title(f"Training loss at each optimizer's tuned lr\n{title}", fontsize=9)
-        paths.append(_save(fig, folder / f"{prefix}curves.png"))
+        paths.append(save_figure(fig, folder / f"{prefix}curves.png"))
 
         fig = Figure(figsize=(7, 4.5))
         ax = fig.subplots()
         self.plot_test_accuracy(ax)
         ax.set_title(f"Final test accuracy at the tuned lr\n{title}", fontsize=9)
-        paths.append(_save(fig, folder / f"{prefix}test_accuracy.png"))
+        paths.append(save_figure(fig, folder / f"{prefix}test_accuracy.png"))
 
         fig = Figure(figsize=(11, 4.5))
         axes = fig.subplots(1, 2)
@@ -560,7 +561,7 @@ class Comparison:
         self.plot_sensitivity(axes[1], "val")
         axes[1].legend(fontsize=7, ncol=2)
         fig.suptitle(f"Sensitivity to the learning rate (circle: chosen)\n{title}", fontsize=9)
-        paths.append(_save(fig, folder / f"{prefix}sensitivity.png"))
+        paths.append(save_figure(fig, folder / f"{prefix}sensitivity.png"))
         return paths
 
 
@@ -575,13 +576,6 @@ def _log_axis(axis: Any) -> None:
     low, high = axis.axes.get_ylim()
     few_decades = low > 0 and math.log10(high / low) < 1.5
     axis.set_minor_formatter(plain if few_decades else NullFormatter())
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    # A bare Figure (no pyplot): no backend is switched and nothing stays open in the caller.
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
 
 
 def compare_optimizers(

@@ -7,9 +7,12 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 from dltricks.data import SplitDataset, load_dataset
 from dltricks.lab.results import (
@@ -70,6 +73,12 @@ class RunContext:
     def figure(self, name: str) -> Path:
         """Where to save the figure ``name`` (a PNG in the experiment's folder)."""
         return self.out_dir / f"{name}.png"
+
+    def save_figure(self, fig: Figure, name: str) -> Path:
+        """Save ``fig`` as the figure ``name`` (see :meth:`figure`); returns its path."""
+        from dltricks.lab.figures import save_figure  # matplotlib only when plotting
+
+        return save_figure(fig, self.figure(name))
 
     def data(self, name: str, *, seed: int = 0) -> SplitDataset:
         """A data set by name, loaded once per run.

@@ -191,8 +191,7 @@ def _plot_accuracy(ctx: RunContext, records: list[dict[str, Any]], chance: float
         f"{len(ctx.seeds)} seeds",
         fontsize=10,
     )
-    fig.tight_layout()
-    fig.savefig(ctx.figure("activations_accuracy"), dpi=110)
+    ctx.save_figure(fig, "activations_accuracy")
 
 
 def _plot_prelu(ctx: RunContext, rows: list[dict[str, Any]]) -> None:
@@ -234,8 +233,7 @@ def _plot_prelu(ctx: RunContext, rows: list[dict[str, Any]]) -> None:
         f"{cfg['dataset']}, {len(rows)} seeds, no weight decay",
         fontsize=10,
     )
-    fig.tight_layout()
-    fig.savefig(ctx.figure("activations_prelu_slopes"), dpi=110)
+    ctx.save_figure(fig, "activations_prelu_slopes")
 
 
 def run(ctx: RunContext) -> dict[str, Any]:

@@ -174,8 +174,7 @@ def _plot(ctx: RunContext, records: list[dict[str, Any]]) -> None:
         "Reddi et al. 2018's counterexample: Adam drifts to the wrong end of [-1, 1], "
         "AMSGrad goes to the optimum -1 (projected steps, x_1 = 0)"
     )
-    fig.tight_layout()
-    fig.savefig(ctx.figure("amsgrad_trajectories"), dpi=110)
+    ctx.save_figure(fig, "amsgrad_trajectories")
     plt.close(fig)
 
 

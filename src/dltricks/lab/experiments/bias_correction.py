@@ -140,8 +140,7 @@ def _plot(ctx: RunContext, records: list[dict[str, Any]], problem: str) -> None:
         "corrected runs (dashed) nearly coincide",
         fontsize=10,
     )
-    fig.tight_layout()
-    fig.savefig(ctx.figure(f"bias_correction_{problem}"), dpi=110)
+    ctx.save_figure(fig, f"bias_correction_{problem}")
     plt.close(fig)
 
 

@@ -112,8 +112,7 @@ def _plot(ctx: RunContext, records: list[dict[str, Any]], chance: float) -> None
         f"Deeper is not better for sigmoid: {cfg['dataset']}, width {cfg['width']}, "
         f"SGD lr {cfg['lr']}, {cfg['epochs']} epochs, {len(ctx.seeds)} seeds"
     )
-    fig.tight_layout()
-    fig.savefig(ctx.figure("depth_accuracy"), dpi=110)
+    ctx.save_figure(fig, "depth_accuracy")
     plt.close(fig)
 
 

@@ -170,8 +170,7 @@ def _plot_accuracy(ctx: RunContext, records: list[dict[str, Any]], setup: str) -
         ax.grid(alpha=0.3, axis="y")
         ax.legend(fontsize=8)
     fig.suptitle(f"Tricks against over-fitting: {setup}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(ctx.figure("generalization_accuracy"), dpi=110)
+    ctx.save_figure(fig, "generalization_accuracy")
     plt.close(fig)
 
 
@@ -206,8 +205,7 @@ def _plot_curves(ctx: RunContext, records: list[dict[str, Any]], setup: str) -> 
         f"restored): seed {seed}, {setup}",
         fontsize=10,
     )
-    fig.tight_layout()
-    fig.savefig(ctx.figure("generalization_curves"), dpi=110)
+    ctx.save_figure(fig, "generalization_curves")
     plt.close(fig)
 
 

@@ -152,8 +152,7 @@ def _plot_training(ctx: RunContext, records: list[dict[str, Any]], chance_loss: 
         "thin: single seeds",
         fontsize=10,
     )
-    fig.tight_layout()
-    fig.savefig(ctx.figure("init_training"), dpi=110)
+    ctx.save_figure(fig, "init_training")
 
 
 def _plot_signal(ctx: RunContext, records: list[dict[str, Any]]) -> None:
@@ -198,8 +197,7 @@ def _plot_signal(ctx: RunContext, records: list[dict[str, Any]]) -> None:
         f"over {len(ctx.seeds)} seeds)",
         fontsize=10,
     )
-    fig.tight_layout()
-    fig.savefig(ctx.figure("init_signal"), dpi=110)
+    ctx.save_figure(fig, "init_signal")
 
 
 def run(ctx: RunContext) -> dict[str, Any]:

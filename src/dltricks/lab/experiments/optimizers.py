@@ -166,8 +166,7 @@ def _plot(ctx: RunContext, comparisons: dict[str, Comparison], dataset: str) -> 
         ax.set_title(_model_title(kind, cfg))
         ax.legend(fontsize=7, ncol=2)
     fig.suptitle(f"Training loss at each optimizer's tuned learning rate\n{protocol}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(ctx.figure("optimizers_curves"), dpi=110)
+    ctx.save_figure(fig, "optimizers_curves")
     plt.close(fig)
 
     fig, axes = plt.subplots(1, n, figsize=(6.5 * n, 4.5), squeeze=False)
@@ -175,8 +174,7 @@ def _plot(ctx: RunContext, comparisons: dict[str, Comparison], dataset: str) -> 
         comparisons[kind].plot_test_accuracy(ax)
         ax.set_title(_model_title(kind, cfg))
     fig.suptitle(f"Final test accuracy at the tuned learning rate\n{protocol}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(ctx.figure("optimizers_test_accuracy"), dpi=110)
+    ctx.save_figure(fig, "optimizers_test_accuracy")
     plt.close(fig)
 
     fig, axes = plt.subplots(n, 2, figsize=(12, 4.3 * n), squeeze=False)
@@ -198,8 +196,7 @@ def _plot(ctx: RunContext, comparisons: dict[str, Comparison], dataset: str) -> 
         "circle: chosen lr; x: diverged)\n" + protocol,
         fontsize=10,
     )
-    fig.tight_layout()
-    fig.savefig(ctx.figure("optimizers_sensitivity"), dpi=110)
+    ctx.save_figure(fig, "optimizers_sensitivity")
     plt.close(fig)
 
 

@@ -212,8 +212,7 @@ def _plot(ctx: RunContext, records: list[dict[str, Any]]) -> None:
         f"examples; mean over {len(ctx.seeds)} seeds; biases initialised to 0",
         fontsize=10,
     )
-    fig.tight_layout()
-    fig.savefig(ctx.figure("saturation_activations"), dpi=110)
+    ctx.save_figure(fig, "saturation_activations")
 
 
 def run(ctx: RunContext) -> dict[str, Any]:

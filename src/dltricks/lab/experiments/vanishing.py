@@ -166,8 +166,7 @@ def _plot_gradients(ctx: RunContext, records: list[dict[str, Any]], steps: int) 
         f"{len(ctx.seeds)} seeds",
         fontsize=10,
     )
-    fig.tight_layout()
-    fig.savefig(ctx.figure("vanishing_gradients"), dpi=110)
+    ctx.save_figure(fig, "vanishing_gradients")
 
 
 def _legend_labels(cfg: dict[str, Any]) -> dict[str, str]:
@@ -204,8 +203,7 @@ def _plot_activations(ctx: RunContext, records: list[dict[str, Any]]) -> None:
         f"standardised inputs), mean over {len(ctx.seeds)} seeds",
         fontsize=10,
     )
-    fig.tight_layout()
-    fig.savefig(ctx.figure("vanishing_activations"), dpi=110)
+    ctx.save_figure(fig, "vanishing_activations")
 
 
 def run(ctx: RunContext) -> dict[str, Any]:
