@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from dltricks.diagnose.layers import WEIGHT_LAYER_TYPES, find_layers
+from dltricks.diagnose.layers import WEIGHT_LAYER_TYPES, find_layers, trainable_params
 from dltricks.diagnose.monitor import DEFAULT_EVERY, Monitor, RowBuffer, check_every
 from dltricks.diagnose.table import format_table
 
@@ -68,18 +68,7 @@ class GradientNorms(Monitor):
         super().__init__(model)
         self.every = check_every(every)
         self.layers = find_layers(model, layer_types, what="GradientNorms")
-        # (layer name, parameter name, parameter) in layer order.
-        self.params: list[tuple[str, str, nn.Parameter]] = [
-            (layer_name, param_name, param)
-            for layer_name, layer in self.layers
-            for param_name, param in layer.named_parameters(recurse=False)
-            if param.requires_grad
-        ]
-        if not self.params:
-            raise ValueError(
-                f"GradientNorms: the matching layers of {type(model).__name__} have no "
-                f"parameters that require grad"
-            )
+        self.params = trainable_params(model, self.layers, what="GradientNorms")
         self._calls = [0] * len(self.params)
         # One row of norms per backward pass (column = parameter index); row_keys[i] holds
         # the parameter index and step of each norm written in row i, as a flat list

@@ -97,3 +97,23 @@ def find_layers(
             f"pass layer_types=... to choose which modules to watch"
         )
     return found
+
+
+def trainable_params(
+    model: nn.Module, layers: list[tuple[str, nn.Module]], *, what: str
+) -> list[tuple[str, str, nn.Parameter]]:
+    """``(layer name, parameter name, parameter)`` for each parameter of ``layers`` that
+    requires grad, in layer order. Raises ``ValueError`` when there is none: a monitor of
+    gradients or updates would have nothing to watch."""
+    params = [
+        (layer_name, param_name, param)
+        for layer_name, layer in layers
+        for param_name, param in layer.named_parameters(recurse=False)
+        if param.requires_grad
+    ]
+    if not params:
+        raise ValueError(
+            f"{what}: the matching layers of {type(model).__name__} have no trainable "
+            f"parameters (none requires grad)"
+        )
+    return params

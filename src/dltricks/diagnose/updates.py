@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from dltricks.diagnose.layers import WEIGHT_LAYER_TYPES, find_layers
+from dltricks.diagnose.layers import WEIGHT_LAYER_TYPES, find_layers, trainable_params
 from dltricks.diagnose.monitor import DEFAULT_EVERY, Monitor, RowBuffer, check_every
 from dltricks.diagnose.table import format_table
 
@@ -69,17 +69,7 @@ class UpdateRatios(Monitor):
             every = 1 if optimizer is None else DEFAULT_EVERY
         self.every = check_every(every)
         self.layers = find_layers(model, layer_types, what="UpdateRatios")
-        self.params: list[tuple[str, str, nn.Parameter]] = [
-            (layer_name, param_name, param)
-            for layer_name, layer in self.layers
-            for param_name, param in layer.named_parameters(recurse=False)
-            if param.requires_grad
-        ]
-        if not self.params:
-            raise ValueError(
-                f"UpdateRatios: the matching layers of {type(model).__name__} have no "
-                f"trainable parameters"
-            )
+        self.params = trainable_params(model, self.layers, what="UpdateRatios")
         self._step = 0
         self._snapshot: list[Tensor] | None = None
         self._armed = False
