@@ -37,6 +37,7 @@ from torch.optim import Optimizer
 from dltricks.optim.base import Scalar, Transform
 from dltricks.optim.fast.path import MIN_FAST_NUMEL, FlatPath
 from dltricks.optim.finite import all_finite
+from dltricks.optim.grads import params_with_grad
 from dltricks.optim.validation import (
     check_betas,
     check_flag,
@@ -494,10 +495,7 @@ class ComposedOptimizer(Optimizer):
     def _collect(self) -> list[tuple[dict[str, Any], list[Tensor]]]:
         work = []
         for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            for p in params:
-                if p.grad is not None and p.grad.is_sparse:
-                    raise ValueError("sparse gradients are not supported by dltricks optimizers")
+            params = params_with_grad(group["params"])
             if params:
                 work.append((group, params))
         return work

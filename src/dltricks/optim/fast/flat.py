@@ -44,6 +44,7 @@ from torch.autograd.graph import increment_version
 
 from dltricks.optim.base import Scalar, State, Transform
 from dltricks.optim.fast.kernel import FusedUpdate
+from dltricks.optim.grads import reject_sparse
 
 ALIGN = 16
 """Every parameter's slice starts at a multiple of 16 elements (64 bytes in float32): vector
@@ -276,8 +277,7 @@ class Bucket:
             elif g is None:
                 out.append(False)
             else:
-                if g.is_sparse:
-                    raise ValueError("sparse gradients are not supported by dltricks optimizers")
+                reject_sparse(g)
                 alias_.copy_(g)
                 p.grad = alias_
                 present[i] = True

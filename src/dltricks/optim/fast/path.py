@@ -15,6 +15,7 @@ from torch import Tensor
 from dltricks.optim.fast.flat import Bucket
 from dltricks.optim.fast.kernel import fused_update_for
 from dltricks.optim.finite import all_finite
+from dltricks.optim.grads import params_with_grad
 
 if TYPE_CHECKING:
     from dltricks.optim.adapter import ComposedOptimizer
@@ -191,10 +192,7 @@ class FlatPath:
                 work += [(bucket, a, b, group) for a, b in bucket.runs(bucket.gather_grads())]
             if not plan.eager:
                 continue
-            leftovers = [p for p in plan.eager if p.grad is not None]
-            for p in leftovers:
-                if p.grad is not None and p.grad.is_sparse:
-                    raise ValueError("sparse gradients are not supported by dltricks optimizers")
+            leftovers = params_with_grad(plan.eager)
             if leftovers:
                 eager.append((group, leftovers))
         if opt.nonfinite != "ignore" and not self._all_finite(work, eager):
