@@ -184,10 +184,10 @@ class ComposedOptimizer(Optimizer):
         for name, value in group.items():
             if name == "betas":
                 hyper["beta1"], hyper["beta2"] = value
-            elif isinstance(value, Tensor) and value.numel() == 1:
-                hyper[name] = value.item()
-            elif isinstance(value, int | float) and not isinstance(value, bool):
-                hyper[name] = value
+            else:
+                number = _as_number(value)
+                if number is not None:
+                    hyper[name] = number
         return hyper
 
     @staticmethod
@@ -196,12 +196,10 @@ class ComposedOptimizer(Optimizer):
         reads its few hyperparameters at every step). KeyError where that has no ``name``."""
         if name in ("beta1", "beta2") and "betas" in group:
             return group["betas"][name == "beta2"]  # type: ignore[no-any-return]
-        value = group[name]
-        if isinstance(value, Tensor) and value.numel() == 1:
-            return value.item()  # type: ignore[no-any-return]
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return value
-        raise KeyError(name)
+        number = _as_number(group[name])
+        if number is None:
+            raise KeyError(name)
+        return number
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
         """Take one optimization step; ``closure`` re-evaluates the model and returns the loss.
@@ -545,3 +543,13 @@ def _needs_torch_wrapper(optimizer: ComposedOptimizer) -> bool:
 
 _step_in_torch_wrapper = Optimizer.profile_hook_step(ComposedOptimizer._plain_step)
 """torch's own step wrapper (hooks, profiler range) around the step: the path when needed."""
+
+
+def _as_number(value: Any) -> Scalar | None:
+    """A group entry as a hyperparameter: a number, or a one-element tensor's value; None
+    for anything else (flags, lists, the params)."""
+    if isinstance(value, Tensor) and value.numel() == 1:
+        return value.item()  # type: ignore[no-any-return]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    return None
