@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import io
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -304,7 +305,11 @@ def test_a_users_chain_keeps_the_guard_checks_of_torch_compile() -> None:
             scale["value"] = value
             p.grad = torch.ones(40)
             opt.step()
-    assert _flat(opt).plans[0].buckets[0]._bound is None
+    bucket = _flat(opt).plans[0].buckets[0]
+    assert bucket._bound is not None
+    call = bucket._bound[1]
+    assert isinstance(call, functools.partial), "a user's chain was called past dynamo's guards"
+    assert call.func is bucket.fused
     assert torch.equal(p.detach(), torch.full((40,), -4.0))
 
 

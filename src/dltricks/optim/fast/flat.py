@@ -32,6 +32,7 @@ parameters that are present and share a label: normally one run, the whole bucke
 
 from __future__ import annotations
 
+import functools
 import itertools
 import operator
 import weakref
@@ -129,7 +130,8 @@ class Bucket:
         self.state_dicts: list[dict[str, Any]] = []
         self.ptrs: list[int] = []
         self._hooks: list[Any] = []
-        # The whole-bucket kernel call without dynamo, and the hyperparameter tensors it reads.
+        # The whole-bucket kernel call (without dynamo where possible), and the hyperparameter
+        # tensors it reads.
         self._bound: tuple[list[Tensor], Callable[[], None]] | None = None
         # What is_bound watches: (state dict, key, slice) of exposed parameters, and the
         # state dicts that must stay empty; rebuilt when a parameter is first exposed.
@@ -317,15 +319,17 @@ class Bucket:
         if a == 0 and b == len(self.params):
             scalars = self.scalar_heads
             # The usual case: the whole buffers, the same tensors at every step, so the
-            # compiled code can be called without dynamo's checks (FusedUpdate.bind).
+            # compiled code can be called without dynamo's checks (FusedUpdate.bind), or,
+            # where that cannot be shown, through torch.compile with the same arguments.
             bound = self._bound
             if bound is not None and all(map(operator.is_, bound[0], hyper)):
                 bound[1]()
             else:
                 steps = self.step_buf if self.counts_steps_in_kernel else self.step_scratch
                 args = [self.param_buf, self.grad_buf, steps, *self.state_bufs.values()]
-                call = self.fused.bind([*args, *scalars, *hyper])
-                self._bound = (hyper, call) if call is not None else None
+                args += [*scalars, *hyper]
+                call = self.fused.bind(args)
+                self._bound = (hyper, call or functools.partial(self.fused, *args))
             if not self.counts_steps_in_kernel:
                 self.step_buf.add_(1.0)
         else:
