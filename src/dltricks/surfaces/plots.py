@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm, to_rgb
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Circle
 from PIL import Image
@@ -184,6 +185,13 @@ def _caption_below(ax: Axes, text: str, width: int = 130) -> None:
         )
 
 
+def _save(fig: Figure, path: Path) -> Path:
+    # "tight" grows the canvas to the legend and caption outside the axes instead of clipping.
+    fig.savefig(path, dpi=110, bbox_inches="tight", pad_inches=0.15)
+    plt.close(fig)
+    return path
+
+
 def _start(runs: Sequence[LabelledTrajectory]) -> np.ndarray | None:
     for run in runs:
         if len(run.trajectory.points):
@@ -230,10 +238,7 @@ def plot_contour(
     )
     ax.set_title(title or f"{surface.name}: f = {surface.formula}", fontsize=10)
     _caption_below(ax, caption)
-    # "tight" grows the canvas to the legend and caption outside the axes instead of clipping.
-    fig.savefig(path, dpi=110, bbox_inches="tight", pad_inches=0.15)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_loss_curves(
@@ -269,9 +274,7 @@ def plot_loss_curves(
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title(title or f"{surface.name}: loss against step", fontsize=10)
     _caption_below(ax, caption)
-    fig.savefig(path, dpi=110, bbox_inches="tight", pad_inches=0.15)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _background_image(surface: Surface, width_px: int, height_px: int) -> np.ndarray:
@@ -444,6 +447,4 @@ def plot_theory(checks: Sequence[RateCheck], path: str | Path, *, caption: str =
     fig.subplots_adjust(left=0.08, right=0.98, top=0.9, bottom=0.14, wspace=0.25)
     if caption:
         fig.text(0.01, 0.0, textwrap.fill(caption, 160), fontsize=7, va="top", ha="left")
-    fig.savefig(path, dpi=110, bbox_inches="tight", pad_inches=0.15)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
