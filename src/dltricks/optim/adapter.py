@@ -51,6 +51,8 @@ _GLOBAL_PRE_HOOKS: Any = getattr(torch_optimizer, "_global_optimizer_pre_hooks",
 _GLOBAL_POST_HOOKS: Any = getattr(torch_optimizer, "_global_optimizer_post_hooks", None)
 
 NonFinitePolicy = Literal["raise", "skip", "ignore"]
+DerivedOption = Callable[[Mapping[str, Any]], Any]
+"""A structural option computed from a param group (see ``derived_options``)."""
 NONFINITE_POLICIES: tuple[str, ...] = ("raise", "skip", "ignore")
 
 
@@ -82,6 +84,9 @@ class ComposedOptimizer(Optimizer):
     """
 
     structural_options: ClassVar[tuple[str, ...]] = ()
+    derived_options: ClassVar[Mapping[str, DerivedOption]] = {}
+    """Structural options computed from a group rather than stored in it, by name (SGD's
+    ``momentum_on`` is ``momentum != 0``)."""
     chain_is_fixed: ClassVar[bool] = True
     """Whether a group's chain is decided by :attr:`structural_options` alone. Then the fast
     path calls its compiled kernel without ``torch.compile``'s per-call guard checks; a
@@ -168,8 +173,17 @@ class ComposedOptimizer(Optimizer):
         return chain
 
     def structure_of(self, group: Mapping[str, Any]) -> tuple[Any, ...]:
-        """The values of :attr:`structural_options` in ``group``: what decides its chain."""
-        return tuple(map(group.__getitem__, self.structural_options))
+        """The values of :attr:`structural_options` in ``group``: what decides its chain.
+        Read at every fast step, so it stays a few C-level lookups."""
+        derived = self.derived_options
+        if not derived:
+            return tuple(map(group.__getitem__, self.structural_options))
+        return tuple(
+            [
+                derived[name](group) if name in derived else group[name]
+                for name in self.structural_options
+            ]
+        )
 
     def fast_key(self, group: Mapping[str, Any]) -> Any:
         """Identifies the group's chain across optimizer instances, to share its compiled

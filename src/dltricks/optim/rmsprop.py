@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
-from dltricks.optim.adapter import ComposedOptimizer, NonFinitePolicy
+from dltricks.optim.adapter import ComposedOptimizer, DerivedOption, NonFinitePolicy
 from dltricks.optim.base import Transform
 from dltricks.optim.blocks import (
     add_l2_penalty,
@@ -40,6 +40,9 @@ class RMSprop(ComposedOptimizer):
     """
 
     structural_options = ("centered", "momentum_on", "maximize")
+    derived_options: ClassVar[Mapping[str, DerivedOption]] = {
+        "momentum_on": lambda group: group["momentum"] > 0
+    }
     non_negative = ("lr", "eps", "weight_decay", "momentum")
     unit_interval = ("alpha",)
     flags = ("centered", "maximize")
@@ -69,10 +72,6 @@ class RMSprop(ComposedOptimizer):
             "maximize": maximize,
         }
         super().__init__(params, defaults, nonfinite=nonfinite, fast=fast)
-
-    def structure_of(self, group: Mapping[str, Any]) -> tuple[Any, ...]:
-        # Read at every fast step: built directly rather than from a copy of the group.
-        return (group["centered"], group["momentum"] > 0, group["maximize"])
 
     def build_chain(self, options: Mapping[str, Any]) -> Transform:
         second = (

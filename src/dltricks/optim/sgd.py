@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
-from dltricks.optim.adapter import ComposedOptimizer, NonFinitePolicy
+from dltricks.optim.adapter import ComposedOptimizer, DerivedOption, NonFinitePolicy
 from dltricks.optim.base import Transform
 from dltricks.optim.blocks import add_l2_penalty, negate, scale_by_learning_rate, trace
 from dltricks.optim.combine import chain
@@ -27,6 +27,9 @@ class SGD(ComposedOptimizer):
     """
 
     structural_options = ("momentum_on", "nesterov", "maximize")
+    derived_options: ClassVar[Mapping[str, DerivedOption]] = {
+        "momentum_on": lambda group: group["momentum"] != 0
+    }
     non_negative = ("lr", "momentum", "dampening", "weight_decay")
     flags = ("nesterov", "maximize")
     # torch's SGD saves no step count; its momentum buffer exists only after a first step,
@@ -65,10 +68,6 @@ class SGD(ComposedOptimizer):
                 "nesterov=True requires momentum > 0 and dampening = 0, got "
                 f"momentum={group['momentum']}, dampening={group['dampening']}"
             )
-
-    def structure_of(self, group: Mapping[str, Any]) -> tuple[Any, ...]:
-        # Read at every fast step: built directly rather than from a copy of the group.
-        return (group["momentum"] != 0, group["nesterov"], group["maximize"])
 
     def build_chain(self, options: Mapping[str, Any]) -> Transform:
         blocks = [negate()] if options["maximize"] else []
