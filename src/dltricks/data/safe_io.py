@@ -5,6 +5,10 @@ the bytes go to a temporary file in the same directory (so the final rename stay
 system), are flushed and fsynced, and then ``os.replace`` swaps the name in one step. The
 directory is fsynced too, so the rename itself survives a power cut on POSIX systems.
 
+Files get the permissions an ordinary ``open(path, "w")`` would give a new file:
+``0o666`` less the process's umask (``0644`` under umask ``022``). ``mkstemp`` alone makes
+``0600``, which would keep a shared report or cache from a colleague or a web server.
+
 The *checked* format prefixes a payload with one ASCII header line::
 
     dltricks-checked v1 kind=<kind> length=<bytes> sha256=<hex digest>\\n<payload>
@@ -18,14 +22,20 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import re
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 __all__ = [
     "CorruptFileError",
     "atomic_write_bytes",
+    "atomic_write_from",
+    "new_file_mode",
     "read_checked",
     "write_checked",
 ]
@@ -50,6 +60,30 @@ class CorruptFileError(ValueError):
         super().__init__(f"{self.path}: {reason}")
 
 
+_UMASK_LOCK = threading.Lock()
+
+
+def _current_umask() -> int:
+    # Linux reports the umask without changing it; elsewhere it can only be read by setting
+    # it, which the lock keeps from racing with another thread of this module.
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def new_file_mode() -> int:
+    """The permission bits a newly created file gets here: ``0o666`` less the umask."""
+    return 0o666 & ~_current_umask()
+
+
 def _fsync_directory(directory: Path) -> None:
     # Opening a directory read-only and fsyncing it is how POSIX makes a rename durable;
     # Windows cannot open directories, and there the rename is already as durable as it gets.
@@ -67,23 +101,53 @@ def _fsync_directory(directory: Path) -> None:
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix.
 
-    Creates missing parent directories. On any failure the temporary file is removed and the
-    previous content of ``path`` (if any) is left untouched.
+    Creates missing parent directories. The file gets :func:`new_file_mode` (the umask's
+    permissions, as a plain ``open`` would give). On any failure the temporary file is removed
+    and the previous content of ``path`` (if any) is left untouched.
+
+    Raises:
+        OSError: the write failed (disk full, permission, read-only file system...); an error
+            that names no file (``write`` on a full disk) is raised again naming ``path``.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as error:
+        raise _naming(error, target) from error
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), new_file_mode())
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, target)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
+        if isinstance(error, OSError):
+            raise _naming(error, target) from error
         raise
     _fsync_directory(target.parent)
+
+
+def atomic_write_from(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> None:
+    """Atomically write what ``write(stream)`` puts into a binary stream (a figure's
+    ``savefig``, an image's ``save``) to ``path``, as :func:`atomic_write_bytes` does.
+
+    The bytes are collected in memory first: a writer that fails halfway leaves nothing.
+    """
+    buffer = io.BytesIO()
+    write(buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _naming(error: OSError, target: Path) -> OSError:
+    """``error`` itself if it names a file, else the same error naming ``target``."""
+    if error.filename is not None:
+        return error
+    # OSError(errno, ...) picks the subclass (PermissionError, ...) from the errno itself.
+    return OSError(error.errno, error.strerror or str(error), str(target))
 
 
 def write_checked(path: str | os.PathLike[str], payload: bytes, *, kind: str) -> None:

@@ -6,12 +6,16 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from dltricks.data.safe_io import atomic_write_from
+
 
 def save_figure(fig: Figure, path: Path) -> Path:
     """Lay ``fig`` out tightly and write it as a 110-dpi PNG at ``path``; returns ``path``.
 
-    Works on a bare Figure (no pyplot): no backend is switched and nothing stays open.
+    Works on a bare Figure (no pyplot): no backend is switched and nothing stays open. The file
+    is written atomically (a reader or an interrupted run never sees half a PNG) with the
+    user's umask.
     """
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write_from(path, lambda stream: fig.savefig(stream, format="png", dpi=110))
     return path

@@ -25,6 +25,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Circle
 from PIL import Image
 
+from dltricks.data.safe_io import atomic_write_from
 from dltricks.surfaces.functions import Surface
 from dltricks.surfaces.runner import Trajectory
 from dltricks.surfaces.theory import RateCheck, theoretical_rate
@@ -187,8 +188,16 @@ def _caption_below(ax: Axes, text: str, width: int = 130) -> None:
 
 def _save(fig: Figure, path: Path) -> Path:
     # "tight" grows the canvas to the legend and caption outside the axes instead of clipping.
-    fig.savefig(path, dpi=110, bbox_inches="tight", pad_inches=0.15)
-    plt.close(fig)
+    # Atomic: an interrupted run never leaves half a PNG for the report to copy.
+    try:
+        atomic_write_from(
+            path,
+            lambda stream: fig.savefig(
+                stream, format="png", dpi=110, bbox_inches="tight", pad_inches=0.15
+            ),
+        )
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -389,13 +398,17 @@ def animate_trajectories(
     # for the contours. An adaptive palette merges small areas (the red optimum star) into
     # their neighbours' colours.
     frames_p = [im.quantize(palette=_gif_palette(), dither=Image.Dither.NONE) for im in images]
-    frames_p[0].save(
+    atomic_write_from(
         path,
-        save_all=True,
-        append_images=frames_p[1:],
-        duration=int(1000 / fps),
-        loop=0,
-        optimize=True,
+        lambda stream: frames_p[0].save(
+            stream,
+            format="GIF",
+            save_all=True,
+            append_images=frames_p[1:],
+            duration=int(1000 / fps),
+            loop=0,
+            optimize=True,
+        ),
     )
     return path
 
