@@ -1,24 +1,93 @@
 """The ``dltricks`` command: thin commands that call the library and own all output.
 
-Every bad invocation prints one line, ``dltricks: error: ...``, and exits with status 2; no
-traceback reaches the user.
+Every bad invocation prints one line, ``dltricks: error: ...``, and exits with status 2; a
+file system or store failure while working (a full disk, a read-only or immutable folder, a
+damaged store) prints one line naming the file and the cause and exits with status 1. No
+traceback reaches the user. Ctrl-C and SIGTERM stop a command the same way (finished work is
+kept, a sweep's store releases its running rows) with status 130 and 143, and one line saying
+how to continue.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
+import os
+import signal
+import sqlite3
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any, NoReturn
 
+EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+# How each command continues after an interruption (finished work is always kept).
+_CONTINUE = {
+    "run": "continue with the same command and --resume",
+    "report": "run the same command to continue (finished experiments and units are kept)",
+    "sweep": "run the same command to finish the sweep",
+}
 
 
 class UsageError(Exception):
     """A bad invocation: reported as one line, exit status 2."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be so that it stops a command the same way."""
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    # Python's default for SIGTERM ends the process without unwinding: a sweep's store would
+    # keep rows "running" and a run's lock and progress display would not be released.
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def describe_os_error(error: OSError, fallback: Path | None = None) -> str:
+    """One line for a failed file operation: the file(s), the cause and, for a full disk, what
+    to do. ``fallback`` names the folder being written when the error names no file."""
+    cause = error.strerror or str(error) or type(error).__name__
+    if error.filename is not None:
+        where = str(error.filename)
+        if error.filename2 is not None:
+            where += f" -> {error.filename2}"
+    elif fallback is not None:
+        where = f"writing under {fallback}"
+    else:
+        where = "file system"
+    line = f"{where}: {cause}"
+    if error.errno == errno.ENOSPC:
+        line += " (free some space and run the same command again: finished work is kept)"
+    elif error.errno in (errno.EPERM, errno.EACCES, errno.EROFS):
+        line += " (choose a folder you can write to)"
+    elif (
+        error.errno == errno.ENOENT
+        and isinstance(error.filename, str | bytes)
+        and Path(os.fsdecode(error.filename)).parent.is_dir()
+    ):
+        # The folder exists and still refuses the name: a virtual file system such as /proc.
+        line += f" (cannot be created in {Path(os.fsdecode(error.filename)).parent})"
+    return line
 
 
 class _Parser(argparse.ArgumentParser):
@@ -149,16 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_out(out: Path) -> None:
+def _check_out(out: Path, flag: str = "--out") -> None:
     probe = out
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir():
-        raise UsageError(f"--out {out}: {probe} is not a folder")
-    import os
-
+        raise UsageError(f"{flag} {out}: {probe} is not a folder")
     if not os.access(probe, os.W_OK):
-        raise UsageError(f"--out {out}: {probe} is not writable")
+        raise UsageError(f"{flag} {out}: {probe} is not writable")
 
 
 def _cmd_list() -> int:
@@ -229,11 +296,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    import os
-
     from dltricks.lab.progress import report_progress
     from dltricks.lab.registry import all_experiments
     from dltricks.lab.report import build_report
+    from dltricks.sweep.executors import ExecutorError, check_workers
 
     only = None
     if args.only is not None:
@@ -247,7 +313,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
                 f"unknown experiment(s) {', '.join(unknown)} in --only; known: {', '.join(known)}"
             )
     _check_out(args.out)
-    _check_out(args.runs)
+    _check_out(args.runs, "--runs")
+    if args.workers is not None:
+        try:
+            check_workers(args.workers, "local")
+        except ExecutorError as bad:
+            raise UsageError(str(bad)) from None
     workers = args.workers or max(1, min(2, os.cpu_count() or 1))
     with report_progress(enabled=not args.quiet) as progress:
         outcome = build_report(
@@ -331,9 +402,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             )
     except ExecutorError as error:  # e.g. a Ray cluster that cannot be joined
         raise UsageError(str(error)) from None
-    except KeyboardInterrupt:
-        print("dltricks: interrupted; run the same command to finish the sweep", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    for notice in outcome.notices:
+        print(f"note: {notice}", file=sys.stderr)
     headline = headline_metric(outcome.rows)
     header = ["run id", "settings", "status", headline or "", "seconds"]
     table = [header]
@@ -368,32 +438,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dltricks`` console script; returns the exit status."""
     from dltricks.data import CorruptFileError, DatasetFileNotFoundError, IDXFormatError
     from dltricks.lab.runner import RunError
+    from dltricks.sweep.store import StoreError
 
     parser = build_parser()
+    args: argparse.Namespace | None = None
     try:
-        args = parser.parse_args(argv)
-        if args.command is None:
-            raise UsageError("no command given; try `dltricks --help`")
-        if args.command == "list":
-            return _cmd_list()
-        if args.command == "run":
-            return _cmd_run(args)
-        if args.command == "report":
-            return _cmd_report(args)
-        if args.command == "demo":
-            return _cmd_demo(args)
-        if args.command == "sweep":
-            return _cmd_sweep(args)
-        raise UsageError(f"unknown command {args.command!r}")
+        with _sigterm_as_interrupt():
+            args = parser.parse_args(argv)
+            return _dispatch(args)
     except UsageError as error:
         print(f"dltricks: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except (RunError, CorruptFileError, DatasetFileNotFoundError, IDXFormatError) as error:
         print(f"dltricks: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("dltricks: interrupted; continue with the same command and --resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except OSError as error:
+        out = getattr(args, "out", None)
+        print(f"dltricks: error: {describe_os_error(error, out)}", file=sys.stderr)
+        return EXIT_FAILURE
+    except sqlite3.Error as error:  # StoreError names its file; a bare one gets a prefix
+        text = str(error) if isinstance(error, StoreError) else f"SQLite: {error}"
+        print(f"dltricks: error: {text}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt as interrupt:
+        command = getattr(args, "command", None)
+        advice = _CONTINUE.get(command or "")
+        what = "terminated" if isinstance(interrupt, Terminated) else "interrupted"
+        print(f"dltricks: {what}" + (f"; {advice}" if advice else ""), file=sys.stderr)
+        return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command is None:
+        raise UsageError("no command given; try `dltricks --help`")
+    if args.command == "list":
+        return _cmd_list()
+    if args.command == "run":
+        return _cmd_run(args)
+    if args.command == "report":
+        return _cmd_report(args)
+    if args.command == "demo":
+        return _cmd_demo(args)
+    if args.command == "sweep":
+        return _cmd_sweep(args)
+    raise UsageError(f"unknown command {args.command!r}")
 
 
 if __name__ == "__main__":

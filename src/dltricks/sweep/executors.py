@@ -38,6 +38,7 @@ __all__ = [
     "RunTask",
     "SequentialExecutor",
     "check_executor",
+    "check_workers",
     "default_workers",
     "execute_run",
     "make_executor",
@@ -45,6 +46,12 @@ __all__ = [
 
 EXECUTORS = ("local", "ray", "sequential")
 RAY_HINT = "pip install dltricks[ray]"
+# Processes per core this machine may start: each run has one thread, so more only compete for
+# the same cores and memory (and thousands would exhaust the process table).
+LOCAL_WORKERS_PER_CORE = 4
+# Runs in flight on a Ray cluster: the cluster's CPUs bound what runs at once; this bounds the
+# tasks the driver keeps submitted.
+MAX_RAY_WORKERS = 4096
 
 
 class ExecutorError(Exception):
@@ -72,11 +79,8 @@ class RunResult:
     finished: float
     duration: float
     host: str
-
-
-def _scalars(record: dict[str, Any]) -> dict[str, Any]:
-    # Curves and nested tables stay in results.json; the store keeps what a table shows.
-    return {k: v for k, v in record.items() if v is None or isinstance(v, str | int | float)}
+    # What the worker found and repaired in the run folder (a damaged file set aside).
+    notices: tuple[str, ...] = ()
 
 
 def _one_blas_thread() -> contextlib.AbstractContextManager[Any]:
@@ -94,11 +98,14 @@ def execute_run(task: RunTask) -> RunResult:
 
     The run is an ordinary lab run into ``task.out_dir`` with ``resume`` and ``reuse``: a run
     interrupted with its driver continues from its finished units, and one that finished just
-    before its driver died is read back rather than run again.
+    before its driver died is read back rather than run again. A damaged ``results.json`` or
+    ``run.json`` there is moved aside first (``<name>.corrupt``), so the run is made again from
+    its units instead of failing on the file at every attempt.
     """
     import torch
 
-    from dltricks.lab.runner import run_experiment
+    from dltricks.lab.runner import RESULTS_FILE, RUN_FILE, run_experiment
+    from dltricks.sweep.integrity import move_aside_if_corrupt, run_metrics
 
     stack = contextlib.ExitStack()
     started = time.time()
@@ -107,8 +114,14 @@ def execute_run(task: RunTask) -> RunResult:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     spec = task.spec
+    notices: list[str] = []
     try:
         stack.enter_context(_one_blas_thread())
+        folder = Path(task.out_dir) / str(spec["experiment"])
+        for name in (RESULTS_FILE, RUN_FILE):
+            notice = move_aside_if_corrupt(folder / name)
+            if notice is not None:
+                notices.append(notice)
         outcome = run_experiment(
             spec["experiment"],
             out_root=Path(task.out_dir),
@@ -127,10 +140,7 @@ def execute_run(task: RunTask) -> RunResult:
                 f"the worker's configuration hash {results.get('config_hash')} differs from "
                 f"the run id {task.run_id}: is the same dltricks version installed everywhere?"
             )
-        metrics = {
-            "summary": results.get("summary", {}),
-            "records": [_scalars(r) for r in results.get("records", [])],
-        }
+        metrics = run_metrics(results)
         ok, error = True, None
     except Exception as exc:  # a failed run is a result, not a crash of the sweep
         ok, metrics = False, None
@@ -139,7 +149,15 @@ def execute_run(task: RunTask) -> RunResult:
         stack.close()
         torch.set_num_threads(threads)
     return RunResult(
-        task.run_id, ok, metrics, error, started, time.time(), time.perf_counter() - clock, host
+        task.run_id,
+        ok,
+        metrics,
+        error,
+        started,
+        time.time(),
+        time.perf_counter() - clock,
+        host,
+        tuple(notices),
     )
 
 
@@ -193,11 +211,19 @@ class Executor(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what :meth:`start` acquired."""
 
+    def abort(self) -> None:
+        """Release what :meth:`start` acquired without waiting for running tasks (the driver
+        was interrupted: their results could not be recorded anyway)."""
+        self.close()
+
     def __enter__(self) -> Executor:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
 
 class SequentialExecutor(Executor):
@@ -291,6 +317,16 @@ class LocalExecutor(Executor):
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        self._futures.clear()
+
+    def abort(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+            # The pool's workers are this process's only multiprocessing children. A worker
+            # stopped mid-run leaves its finished units; the next sweep continues from them.
+            for child in multiprocessing.active_children():
+                child.terminate()
         self._futures.clear()
 
 
@@ -395,14 +431,40 @@ def check_executor(name: str, *, workers: int | None, ray_address: str | None) -
     """
     if name not in EXECUTORS:
         raise ExecutorError(f"unknown executor {name!r}; use one of {', '.join(EXECUTORS)}")
-    if workers is not None and workers < 1:
-        raise ExecutorError(f"--workers must be >= 1, got {workers}")
+    if workers is not None:
+        check_workers(workers, name)
     if ray_address is not None and name != "ray":
         raise ExecutorError("--ray-address needs --executor ray")
     if name == "sequential" and workers not in (None, 1):
         raise ExecutorError("--executor sequential runs one run at a time; drop --workers")
     if name == "ray":
         _import_ray()
+
+
+def check_workers(workers: int, executor: str) -> None:
+    """Refuse a worker count below one or above what ``executor`` can use.
+
+    A process pool (``local``, and the report's) gets at most
+    :data:`LOCAL_WORKERS_PER_CORE` processes per core of this machine; Ray at most
+    :data:`MAX_RAY_WORKERS` runs in flight.
+
+    Raises:
+        ExecutorError: the count is out of range (the message says the range).
+    """
+    if workers < 1:
+        raise ExecutorError(f"--workers must be >= 1, got {workers}")
+    if executor == "ray":
+        if workers > MAX_RAY_WORKERS:
+            raise ExecutorError(
+                f"--workers {workers}: at most {MAX_RAY_WORKERS} runs in flight on Ray"
+            )
+        return
+    limit = LOCAL_WORKERS_PER_CORE * default_workers()
+    if workers > limit:
+        raise ExecutorError(
+            f"--workers {workers}: at most {limit} here ({LOCAL_WORKERS_PER_CORE} per core on "
+            f"{default_workers()} core(s)); more processes only compete for the same cores"
+        )
 
 
 def make_executor(

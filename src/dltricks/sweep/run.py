@@ -30,8 +30,9 @@ from typing import Any, Protocol
 from dltricks.lab.results import config_hash
 from dltricks.lab.runner import exclusive_lock
 from dltricks.sweep.executors import Executor, RunTask
+from dltricks.sweep.integrity import prepared_store
 from dltricks.sweep.spec import RunSpec, SweepSpec, expand
-from dltricks.sweep.store import RunRow, SweepStore
+from dltricks.sweep.store import RunRow
 
 __all__ = [
     "SilentSweepProgress",
@@ -80,6 +81,8 @@ class SweepOutcome:
     attempts: int
     seconds: float
     startup_seconds: float
+    # What the store check and the runs found and repaired, one line each.
+    notices: tuple[str, ...] = ()
 
     @property
     def failed(self) -> list[RunRow]:
@@ -186,12 +189,10 @@ def run_sweep(
     clock = time.perf_counter()
     startup = 0.0
     executed = attempts = 0
-    with exclusive_lock(runs_dir), SweepStore(store_path) as store:
-        store.release_stale()
-        store.add_pending(
-            ((s.run_id, s.experiment, s.to_json(), str(runs_dir / s.run_id)) for s in specs),
-            meta=sweep_meta(sweep, specs),
-        )
+    with (
+        exclusive_lock(runs_dir),
+        prepared_store(store_path, specs, runs_dir, sweep_meta(sweep, specs)) as (store, notices),
+    ):
         by_id = {s.run_id: s for s in specs}
         rows = {r.id: r for r in store.rows(list(by_id))}
         used = {i: rows[i].attempts for i in by_id}
@@ -230,6 +231,7 @@ def run_sweep(
                     host=result.host,
                 )
                 spec = by_id[result.run_id]
+                notices.extend(result.notices)
                 used[spec.run_id] += 1
                 if result.ok:
                     executed += 1
@@ -254,6 +256,7 @@ def run_sweep(
         attempts=attempts,
         seconds=time.perf_counter() - clock,
         startup_seconds=startup,
+        notices=tuple(notices),
     )
 
 

@@ -15,21 +15,36 @@ Beside the rows, a ``meta`` table holds JSON descriptions by key: ``sweep:<id>``
 written into the store (its grid, seeds, the command that reproduces it and its run ids, in
 grid order; see :func:`dltricks.sweep.run.run_sweep`) and ``units:<name>`` for a comparison
 whose training runs went through :func:`dltricks.sweep.units.store_unit`.
+
+Every SQLite error is raised as a :class:`StoreError` naming the file and the cause (a full
+disk, a read-only folder, a file that is not a database); a damaged file raises its subclass
+:class:`CorruptStoreError`, which :func:`set_aside` answers by moving the file (and its WAL
+journal) aside for inspection so that a new store can be rebuilt from the run folders.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from dltricks.lab.results import canonical_json
 
-__all__ = ["STATUSES", "RunRow", "SweepStore", "read_meta", "read_rows"]
+__all__ = [
+    "STATUSES",
+    "CorruptStoreError",
+    "RunRow",
+    "StoreError",
+    "SweepStore",
+    "read_meta",
+    "read_rows",
+    "set_aside",
+]
 
 STATUSES = ("pending", "running", "done", "failed")
 
@@ -54,6 +69,69 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 );
 """
+
+
+class StoreError(sqlite3.DatabaseError):
+    """A sweep store cannot be opened, read or written; the message names the file and why.
+
+    A subclass of :class:`sqlite3.DatabaseError`, so code that catches SQLite's errors still
+    catches it.
+    """
+
+    def __init__(self, path: Path, cause: str) -> None:
+        self.path = path
+        self.cause = cause
+        super().__init__(f"sweep store {path}: {cause}")
+
+
+class CorruptStoreError(StoreError):
+    """The store file is not an SQLite database, or its pages are damaged."""
+
+
+# SQLite's result codes for a damaged file (SQLITE_CORRUPT, SQLITE_NOTADB), and the messages
+# they come with where Python (before 3.11) does not expose the code.
+_CORRUPT_CODES = frozenset({11, 26})
+_CORRUPT_MESSAGES = ("file is not a database", "database disk image is malformed")
+
+
+def _is_corrupt(error: sqlite3.Error) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in _CORRUPT_CODES:
+        return True
+    return any(m in str(error) for m in _CORRUPT_MESSAGES)
+
+
+@contextlib.contextmanager
+def _naming_the_store(path: Path) -> Iterator[None]:
+    """Raise SQLite's errors as :class:`StoreError` naming ``path``."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except sqlite3.Error as error:
+        kind = CorruptStoreError if _is_corrupt(error) else StoreError
+        raise kind(path, str(error)) from error
+
+
+def set_aside(path: str | Path) -> Path:
+    """Move a damaged store (and its ``-wal``/``-shm`` files) aside; returns the new name.
+
+    The file is kept, never deleted: ``NAME.sqlite.corrupt-<UTC time>``, so a person can
+    inspect or recover it while a new store is rebuilt at ``path``.
+    """
+    path = Path(path)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    counter = 1
+    while aside.exists():
+        counter += 1
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{counter}")
+    path.rename(aside)
+    for suffix in ("-wal", "-shm"):
+        journal = path.with_name(path.name + suffix)
+        if journal.exists():
+            journal.rename(aside.with_name(aside.name + suffix))
+    return aside
 
 
 @dataclass(frozen=True)
@@ -115,16 +193,32 @@ class SweepStore:
     """A sweep's SQLite store (the driver's handle; use :func:`read_rows` to only read)."""
 
     def __init__(self, path: str | Path) -> None:
+        """Open (or create) the store at ``path``.
+
+        Raises:
+            CorruptStoreError: the file is not an SQLite database or is damaged.
+            StoreError: any other SQLite error (full disk, read-only file or folder).
+            OSError: the folder cannot be created.
+        """
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = _connect(self.path)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode: a committed transaction survives the death of this process
-        # (SIGKILL included) and the file is never corrupt; only a power cut can lose the last
-        # few commits, whose runs then run again. FULL fsyncs every commit: measured 12.8 ms
-        # against 0.17 ms per run here, which would cap a cluster's throughput.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        with _naming_the_store(self.path):
+            self._db = _connect(self.path)
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                # NORMAL in WAL mode: a committed transaction survives the death of this
+                # process (SIGKILL included) and the file is never corrupt; only a power cut
+                # can lose the last few commits, whose runs then run again. FULL fsyncs every
+                # commit: measured 12.8 ms against 0.17 ms per run here, which would cap a
+                # cluster's throughput.
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(_SCHEMA)
+                # A damaged page need not show in the schema: read every table once.
+                self._db.execute("SELECT count(*), max(length(spec || metrics)) FROM runs")
+                self._db.execute("SELECT count(*), max(length(value)) FROM meta")
+            except BaseException:
+                self._db.close()
+                raise
 
     def close(self) -> None:
         self._db.close()
@@ -137,14 +231,19 @@ class SweepStore:
 
     def _transaction(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> None:
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for sql, params in statements:
-                db.execute(sql, params)
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        with _naming_the_store(self.path):
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params in statements:
+                    db.execute(sql, params)
+                db.execute("COMMIT")
+            except BaseException:
+                # A failed COMMIT (full disk) leaves the transaction open: end it, so the
+                # connection stays usable and nothing half-done is kept.
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                raise
 
     def add_pending(
         self,
@@ -173,7 +272,8 @@ class SweepStore:
 
     def meta(self, prefix: str = "") -> dict[str, Any]:
         """The meta entries whose key starts with ``prefix``, by key."""
-        return _select_meta(self._db, prefix)
+        with _naming_the_store(self.path):
+            return _select_meta(self._db, prefix)
 
     def record(
         self,
@@ -264,9 +364,51 @@ class SweepStore:
             ]
         )
 
+    def reset(self, run_id: str) -> None:
+        """Make a run pending with no attempts used: its recorded outcome no longer stands
+        (its results were lost or damaged), so its earlier attempts do not count either."""
+        self._transaction(
+            [
+                (
+                    "UPDATE runs SET status='pending', metrics=NULL, error=NULL, attempts=0 "
+                    "WHERE id=?",
+                    (run_id,),
+                )
+            ]
+        )
+
+    def restore(
+        self,
+        run_id: str,
+        *,
+        experiment: str,
+        spec: dict[str, Any],
+        metrics: dict[str, Any],
+        duration: float | None,
+    ) -> None:
+        """Record a run as done from its own finished results, in one transaction.
+
+        Used to rebuild a row that disagrees with the run's results, or a store that lost it;
+        timings already in the row are kept.
+        """
+        self._transaction(
+            [
+                (
+                    "INSERT INTO runs (id, experiment, spec, status, metrics, attempts, duration) "
+                    "VALUES (?, ?, ?, 'done', ?, 1, ?) "
+                    "ON CONFLICT (id) DO UPDATE SET experiment=excluded.experiment, "
+                    "spec=excluded.spec, status='done', metrics=excluded.metrics, error=NULL, "
+                    "attempts=max(runs.attempts, 1), "
+                    "duration=coalesce(runs.duration, excluded.duration)",
+                    (run_id, experiment, canonical_json(spec), canonical_json(metrics), duration),
+                )
+            ]
+        )
+
     def rows(self, ids: Sequence[str] | None = None) -> list[RunRow]:
         """The rows of ``ids`` in that order (missing ids are skipped), or all rows by id."""
-        return _select(self._db, ids)
+        with _naming_the_store(self.path):
+            return _select(self._db, ids)
 
 
 def _meta_statements(entries: dict[str, Any]) -> list[tuple[str, Sequence[Any]]]:
@@ -308,19 +450,20 @@ def _read(
     if not path.exists():
         raise FileNotFoundError(f"no sweep store at {path}")
     for attempt in range(retries):
-        db = _connect(path)
-        try:
-            return query(db)
-        except sqlite3.OperationalError as error:
-            if "no such table" in str(error):
-                # A driver has created the file and not yet its tables, or an older store
-                # without a meta table.
-                return empty
-            # A WAL reader can briefly find the database locked while a checkpoint runs.
-            if "locked" not in str(error) or attempt == retries - 1:
-                raise
-        finally:
-            db.close()
+        with _naming_the_store(path):
+            db = _connect(path)
+            try:
+                return query(db)
+            except sqlite3.OperationalError as error:
+                if "no such table" in str(error):
+                    # A driver has created the file and not yet its tables, or an older
+                    # store without a meta table.
+                    return empty
+                # A WAL reader can briefly find the database locked while a checkpoint runs.
+                if "locked" not in str(error) or attempt == retries - 1:
+                    raise
+            finally:
+                db.close()
         time.sleep(0.1)
     raise AssertionError("unreachable")
 
@@ -332,6 +475,7 @@ def read_rows(
 
     Raises:
         FileNotFoundError: no store at ``path``.
+        StoreError: the store cannot be read (:class:`CorruptStoreError`: it is damaged).
     """
     return _read(path, lambda db: _select(db, ids), [], retries)
 
@@ -342,5 +486,6 @@ def read_meta(path: str | Path, prefix: str = "", *, retries: int = 50) -> dict[
 
     Raises:
         FileNotFoundError: no store at ``path``.
+        StoreError: the store cannot be read (:class:`CorruptStoreError`: it is damaged).
     """
     return _read(path, lambda db: _select_meta(db, prefix), {}, retries)

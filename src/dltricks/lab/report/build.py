@@ -64,11 +64,32 @@ def _run_one(name: str, runs_dir: str, quick: bool, seed: int, force: bool) -> t
     torch.set_num_threads(1)
     try:
         outcome = run_experiment(
-            name, out_root=Path(runs_dir), quick=quick, seed=seed, reuse=not force
+            name,
+            out_root=Path(runs_dir),
+            quick=quick,
+            seed=seed,
+            reuse=not force,
+            resume=not force and _interrupted(name, Path(runs_dir), quick, seed),
         )
     finally:
         torch.set_num_threads(previous)
     return str(outcome.results_path), outcome.reused
+
+
+def _interrupted(name: str, runs_dir: Path, quick: bool, seed: int) -> bool:
+    """Whether ``runs_dir/name`` holds an unfinished run of today's configuration, whose
+    finished units a rerun of the report continues from (instead of starting afresh)."""
+    from dltricks.lab.results import config_hash
+    from dltricks.lab.runner import RUN_FILE, run_config
+
+    config = run_config(name, quick=quick, seed=seed, seeds=None, data_dir=None)
+    try:
+        previous = read_json(runs_dir / name / RUN_FILE)
+    except (OSError, ValueError):
+        return False  # none, unreadable or damaged: the run starts afresh
+    return previous.get("status") == "running" and previous.get("config_hash") == config_hash(
+        config
+    )
 
 
 def _cached_path(name: str, runs_dir: Path, quick: bool, seed: int) -> Path | None:
@@ -149,7 +170,9 @@ def build_report(
 ) -> ReportOutcome:
     """Run the lab's experiments into ``runs_dir`` and write ``out_dir/index.html``.
 
-    Experiments whose results exist with the same configuration are reused unless ``force``.
+    Experiments whose results exist with the same configuration are reused unless ``force``; an
+    experiment interrupted in an earlier report (or ``dltricks run``) of the same configuration
+    continues from its finished units unless ``force``.
     Every experiment runs with one torch thread; with ``workers > 1`` in parallel processes.
     A failed experiment is shown as failed on the page; the others still run. The sweep stores in
     ``runs_dir`` (``sweep-*.sqlite``) are shown, as they are, in a last section, Sweeps.
@@ -179,7 +202,8 @@ def build_report(
     names_to_run = to_run
     if workers > 1 and len(names_to_run) > 1:
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        try:
             pending: dict[Future[tuple[str, bool]], str] = {
                 pool.submit(_run_one, n, str(runs_dir), quick, seed, force): n for n in names_to_run
             }
@@ -188,6 +212,14 @@ def build_report(
                 for future in done:
                     name = pending.pop(future)
                     _collect(name, future, outcome, paths, sink)
+        except BaseException:
+            # Interrupted (Ctrl-C, SIGTERM): stop the workers now rather than wait for their
+            # experiments; their finished units stay, and the next report continues from them.
+            pool.shutdown(wait=False, cancel_futures=True)
+            for child in multiprocessing.active_children():
+                child.terminate()
+            raise
+        pool.shutdown()
     else:
         for name in names_to_run:
             result: Future[tuple[str, bool]] = Future()
