@@ -211,6 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--workers", type=_positive_int, help="parallel runs (the cores)")
     sweep.add_argument("--ray-address", help="join this Ray cluster (default: start one here)")
     sweep.add_argument(
+        "--ray-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="give up joining --ray-address after this long (30, or $DLTRICKS_RAY_TIMEOUT)",
+    )
+    sweep.add_argument(
         "--retries", type=_non_negative_int, default=2, help="extra attempts per failed run (2)"
     )
     sweep.add_argument("--out", type=Path, default=Path("runs"), help="output root (./runs)")
@@ -383,13 +389,23 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             if key in grid:
                 raise UsageError(f"--grid {key} given twice; list all its values in one --grid")
             grid[key] = values
-        check_executor(args.executor, workers=args.workers, ray_address=args.ray_address)
+        check_executor(
+            args.executor,
+            workers=args.workers,
+            ray_address=args.ray_address,
+            ray_timeout=args.ray_timeout,
+        )
         sweep = SweepSpec(args.name, grid, seeds=args.seeds, seed=args.seed, quick=args.quick)
         specs = expand(sweep)
     except (SweepSpecError, ExecutorError) as error:
         raise UsageError(str(error)) from None
     _check_out(args.out)
-    executor = make_executor(args.executor, workers=args.workers, ray_address=args.ray_address)
+    executor = make_executor(
+        args.executor,
+        workers=args.workers,
+        ray_address=args.ray_address,
+        ray_timeout=args.ray_timeout,
+    )
     try:
         with executor, sweep_progress(enabled=not args.quiet, title=args.name) as progress:
             outcome = run_sweep(

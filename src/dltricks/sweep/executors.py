@@ -42,10 +42,15 @@ __all__ = [
     "default_workers",
     "execute_run",
     "make_executor",
+    "resolve_ray_timeout",
 ]
 
 EXECUTORS = ("local", "ray", "sequential")
 RAY_HINT = "pip install dltricks[ray]"
+#: Seconds to wait for a Ray cluster given by address before giving up (``--ray-timeout``,
+#: or the environment variable :data:`RAY_TIMEOUT_ENV`).
+DEFAULT_RAY_TIMEOUT = 30.0
+RAY_TIMEOUT_ENV = "DLTRICKS_RAY_TIMEOUT"
 # Processes per core this machine may start: each run has one thread, so more only compete for
 # the same cores and memory (and thousands would exhaust the process table).
 LOCAL_WORKERS_PER_CORE = 4
@@ -330,6 +335,93 @@ class LocalExecutor(Executor):
         self._futures.clear()
 
 
+def resolve_ray_timeout(seconds: float | None = None) -> float:
+    """The bound on joining a Ray cluster: ``seconds``, else ``$DLTRICKS_RAY_TIMEOUT``, else
+    :data:`DEFAULT_RAY_TIMEOUT` (30 s).
+
+    Raises:
+        ExecutorError: the value is not a positive finite number of seconds.
+    """
+    if seconds is None:
+        text = os.environ.get(RAY_TIMEOUT_ENV)
+        if text is None:
+            return DEFAULT_RAY_TIMEOUT
+        try:
+            seconds = float(text)
+        except ValueError:
+            raise ExecutorError(
+                f"{RAY_TIMEOUT_ENV}={text!r}: expected a number of seconds"
+            ) from None
+    if not (0 < seconds < float("inf")):
+        raise ExecutorError(f"the Ray timeout must be a positive number of seconds, got {seconds}")
+    return seconds
+
+
+def _host_and_port(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of a ``host:port`` or ``ray://host:port`` address, else ``None``
+    (``auto`` and other forms Ray resolves itself)."""
+    text = address.removeprefix("ray://")
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def _wait_for_port(address: str, deadline: float, timeout: float) -> None:
+    """Return once something accepts TCP connections at ``address``; give up at ``deadline``.
+
+    Ray itself retries an unreachable cluster for minutes (its GCS client logs a retry every
+    40 s); a port that refuses or never answers is the common case of a wrong address.
+    """
+    where = _host_and_port(address)
+    if where is None:
+        return
+    last = "no answer"
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ExecutorError(
+                f"cannot join the Ray cluster at {address}: no connection within {timeout:g} s "
+                f"(last try: {last}; set the bound with --ray-timeout or {RAY_TIMEOUT_ENV})"
+            )
+        try:
+            with socket.create_connection(where, timeout=min(left, 2.0)):
+                return
+        except OSError as error:
+            last = error.strerror or str(error) or type(error).__name__
+        time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+
+
+class _JoinTimeoutError(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _alarm(seconds: float) -> Any:
+    """Raise :class:`_JoinTimeoutError` in the main thread after ``seconds`` (where signals allow).
+
+    Bounds a ``ray.init`` that found a port answering but no Ray cluster behind it.
+    """
+    import signal
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+        signal, "setitimer"
+    ):
+        yield
+        return
+
+    def fire(signum: int, frame: object) -> None:
+        raise _JoinTimeoutError()
+
+    previous = signal.signal(signal.SIGALRM, fire)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.01))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def _import_ray() -> Any:
     try:
         import ray
@@ -348,6 +440,11 @@ class RayExecutor(Executor):
     or ``host:port``) the driver joins that cluster and ``workers`` bounds the runs in flight
     (default: the cluster's CPUs). If Ray is already initialised in this process it is used as
     it is and left running.
+
+    Joining is bounded by ``timeout`` seconds (default :func:`resolve_ray_timeout`: 30 s, or
+    ``$DLTRICKS_RAY_TIMEOUT``): an address where nothing answers, or that answers without a
+    Ray cluster behind it, raises :class:`ExecutorError` then instead of waiting for Ray's
+    own retries.
     """
 
     name = "ray"
@@ -357,8 +454,10 @@ class RayExecutor(Executor):
         workers: int | None = None,
         address: str | None = None,
         function: Callable[[RunTask], RunResult] = execute_run,
+        timeout: float | None = None,
     ) -> None:
         super().__init__(function)
+        self._timeout = resolve_ray_timeout(timeout)
         self._ray = _import_ray()
         self._requested = workers
         self._address = address
@@ -385,9 +484,11 @@ class RayExecutor(Executor):
             }
             try:
                 if self._address is not None:
-                    ray.init(address=self._address, **options)
+                    self._join(self._address, options)
                 else:
                     ray.init(num_cpus=self._requested or default_workers(), **options)
+            except ExecutorError:
+                raise
             except Exception as error:  # Ray raises several kinds; the user needs one line
                 where = f"join the Ray cluster at {self._address}" if self._address else "start Ray"
                 first = str(error).strip().splitlines()[:1] or [type(error).__name__]
@@ -397,6 +498,21 @@ class RayExecutor(Executor):
             self._workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         # max_retries=0: the driver counts and retries attempts itself (--retries).
         self._remote = ray.remote(num_cpus=1, max_retries=0)(self.function)
+
+    def _join(self, address: str, options: dict[str, Any]) -> None:
+        deadline = time.monotonic() + self._timeout
+        _wait_for_port(address, deadline, self._timeout)
+        try:
+            with _alarm(deadline - time.monotonic()):
+                self._ray.init(address=address, **options)
+        except _JoinTimeoutError:
+            with contextlib.suppress(Exception):
+                self._ray.shutdown()
+            raise ExecutorError(
+                f"cannot join the Ray cluster at {address}: something answers there but no Ray "
+                f"cluster joined within {self._timeout:g} s (set the bound with --ray-timeout "
+                f"or {RAY_TIMEOUT_ENV})"
+            ) from None
 
     def submit(self, task: RunTask) -> None:
         self.start()
@@ -422,7 +538,9 @@ class RayExecutor(Executor):
         self._remote = None
 
 
-def check_executor(name: str, *, workers: int | None, ray_address: str | None) -> None:
+def check_executor(
+    name: str, *, workers: int | None, ray_address: str | None, ray_timeout: float | None = None
+) -> None:
     """Refuse an executor that cannot run as asked, before anything is written.
 
     Raises:
@@ -435,6 +553,10 @@ def check_executor(name: str, *, workers: int | None, ray_address: str | None) -
         check_workers(workers, name)
     if ray_address is not None and name != "ray":
         raise ExecutorError("--ray-address needs --executor ray")
+    if ray_timeout is not None and ray_address is None:
+        raise ExecutorError("--ray-timeout bounds joining a cluster: it needs --ray-address")
+    if ray_address is not None:
+        resolve_ray_timeout(ray_timeout)
     if name == "sequential" and workers not in (None, 1):
         raise ExecutorError("--executor sequential runs one run at a time; drop --workers")
     if name == "ray":
@@ -473,11 +595,12 @@ def make_executor(
     workers: int | None = None,
     ray_address: str | None = None,
     function: Callable[[RunTask], RunResult] = execute_run,
+    ray_timeout: float | None = None,
 ) -> Executor:
     """The executor called ``name`` (see :data:`EXECUTORS`); nothing starts until first use."""
-    check_executor(name, workers=workers, ray_address=ray_address)
+    check_executor(name, workers=workers, ray_address=ray_address, ray_timeout=ray_timeout)
     if name == "sequential":
         return SequentialExecutor(function)
     if name == "local":
         return LocalExecutor(workers, function)
-    return RayExecutor(workers, ray_address, function)
+    return RayExecutor(workers, ray_address, function, timeout=ray_timeout)
