@@ -41,7 +41,7 @@ def test_the_default_bound_is_at_most_30_s_and_the_environment_changes_it(
     assert resolve_ray_timeout(2) == 2, "an explicit bound wins over the environment"
     for bad in ("abc", "0", "-1", "inf", "nan"):
         monkeypatch.setenv("DLTRICKS_RAY_TIMEOUT", bad)
-        with pytest.raises(ExecutorError, match="DLTRICKS_RAY_TIMEOUT|positive number"):
+        with pytest.raises(ExecutorError, match=r"DLTRICKS_RAY_TIMEOUT|positive number"):
             resolve_ray_timeout()
 
 
