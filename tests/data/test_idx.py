@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import struct
 from pathlib import Path
 
@@ -178,4 +179,31 @@ def test_fashion_prefers_its_own_folder(tmp_path: Path) -> None:
 
 def test_load_dataset_mnist_missing_files(tmp_path: Path) -> None:
     with pytest.raises(DatasetFileNotFoundError, match="train-images-idx3-ubyte"):
+        load_dataset("mnist", data_dir=tmp_path)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [((0, 28, 28), "holds no images (0 samples)"), ((5, 0, 0), "images of 0x0 pixels hold no")],
+    ids=["no-samples", "no-pixels"],
+)
+def test_well_formed_files_without_data_are_refused_naming_the_file(
+    tmp_path: Path, gz: bool, shape: tuple[int, int, int], message: str
+) -> None:
+    write_set(tmp_path, gz)
+    images_name = NAMES[("train", "images")]
+    labels_name = NAMES[("train", "labels")]
+    for name in (images_name, labels_name):
+        for stale in tmp_path.glob(f"{name}*"):
+            stale.unlink()
+    images = np.zeros(shape, dtype=np.uint8)
+    labels = np.zeros(shape[0], dtype=np.uint8)
+    written = write_raw(tmp_path / images_name, idx_bytes(images), gz)
+    write_raw(tmp_path / labels_name, idx_bytes(labels), gz)
+    assert read_idx(written).shape == shape, "the file itself is well-formed IDX"
+    with pytest.raises(IDXFormatError, match=re.escape(message)) as info:
+        load_idx_split(tmp_path, "train")
+    assert info.value.path == written
+    with pytest.raises(IDXFormatError, match=re.escape(message)):
         load_dataset("mnist", data_dir=tmp_path)

@@ -144,8 +144,9 @@ def load_idx_split(
 
     Raises:
         DatasetFileNotFoundError: a file is missing (the message names it).
-        IDXFormatError: a file is malformed, images and labels disagree in count, or a label is
-            outside ``[0, n_classes)`` (the message names the file).
+        IDXFormatError: a file is malformed, holds no samples (or empty images), images and
+            labels disagree in count, or a label is outside ``[0, n_classes)`` (the message
+            names the file).
     """
     if split not in IDX_FILES:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -154,6 +155,14 @@ def load_idx_split(
     labels_path = find_idx_file(folder, IDX_FILES[split]["labels"])
     images = _read_checked_magic(images_path, IMAGES_MAGIC, ndim=3)
     labels = _read_checked_magic(labels_path, LABELS_MAGIC, ndim=1)
+    # Well-formed but empty files would pass every check above and fail far away (an empty
+    # batch, a mean over nothing): a data set needs samples, and images need pixels.
+    if images.shape[0] == 0:
+        raise IDXFormatError(images_path, "holds no images (0 samples)")
+    if images.shape[1] == 0 or images.shape[2] == 0:
+        raise IDXFormatError(
+            images_path, f"images of {images.shape[1]}x{images.shape[2]} pixels hold no data"
+        )
     if images.shape[0] != labels.shape[0]:
         raise IDXFormatError(
             labels_path,
