@@ -7,6 +7,7 @@ with what the store said before.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -72,19 +73,54 @@ def _check_rows_match_results(root: Path, ids: list[str]) -> None:
         assert rows[run_id].metrics == _expected_metrics(results)
 
 
+def _edit_one_digit(path: Path, run_id: str) -> str:
+    """Change one digit of the row's stored metrics, as a person editing the file would."""
+    db = sqlite3.connect(path)
+    (metrics,) = db.execute("SELECT metrics FROM runs WHERE id=?", (run_id,)).fetchone()
+    position = next(i for i, c in enumerate(metrics) if c.isdigit() and c != "9")
+    changed = metrics[:position] + str(int(metrics[position]) + 1) + metrics[position + 1 :]
+    db.execute("UPDATE runs SET metrics=? WHERE id=?", (changed, run_id))
+    db.commit()
+    db.close()
+    return changed
+
+
+def test_the_report_shows_an_edited_row_from_its_results_and_says_so(
+    tmp_path: Path, finished: dict[str, bytes]
+) -> None:
+    from dltricks.lab.report.sweeps import sweep_views
+    from dltricks.lab.report.tables import format_value
+
+    edited = sorted(finished)[0]
+    db = sqlite3.connect(tmp_path / STORE)
+    (text,) = db.execute("SELECT metrics FROM runs WHERE id=?", (edited,)).fetchone()
+    metrics = json.loads(text)
+    # Every number of the summary edited, so the table's headline shows the edit if used.
+    for key, value in metrics["summary"].items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            metrics["summary"][key] = value + 1
+    changed = json.dumps(metrics)
+    db.execute("UPDATE runs SET metrics=? WHERE id=?", (changed, edited))
+    db.commit()
+    db.close()
+    (view,) = sweep_views(tmp_path)
+    assert any(f"run {edited}: the store disagreed with its checksummed" in n for n in view.notes)
+    assert len(view.notes) == 1, view.notes
+    headline = view.table.headers[view.table.headers.index("status") + 1]
+    for cells in view.table.rows:
+        summary = read_json(_results_path(tmp_path, cells[0]))["summary"]
+        assert cells[view.table.headers.index(headline)] == format_value(summary[headline])
+    # The report only reads: the store still holds the edit.
+    db = sqlite3.connect(tmp_path / STORE)
+    assert db.execute("SELECT metrics FROM runs WHERE id=?", (edited,)).fetchone() == (changed,)
+    db.close()
+
+
 def test_an_edited_row_is_reported_and_rebuilt_from_its_results(
     tmp_path: Path, finished: dict[str, bytes], capsys: pytest.CaptureFixture[str]
 ) -> None:
     edited = sorted(finished)[0]
-    db = sqlite3.connect(tmp_path / STORE)
-    (metrics,) = db.execute("SELECT metrics FROM runs WHERE id=?", (edited,)).fetchone()
-    # One digit changed, as a person editing the file would.
-    position = next(i for i, c in enumerate(metrics) if c.isdigit() and c != "9")
-    changed = metrics[:position] + str(int(metrics[position]) + 1) + metrics[position + 1 :]
-    db.execute("UPDATE runs SET metrics=? WHERE id=?", (changed, edited))
-    db.commit()
-    db.close()
-
+    _edit_one_digit(tmp_path / STORE, edited)
     status, err = _rerun(tmp_path, capsys)
     assert status == 0
     assert f"note: run {edited} in {STORE} disagreed with its checksummed" in err

@@ -1,14 +1,17 @@
 """The report's Sweeps section, read from the sweep stores (``sweep-*.sqlite``) in the runs folder.
 
 Everything comes from the stores through :func:`dltricks.sweep.read_rows` and
-:func:`dltricks.sweep.read_meta` (never from the runs' results.json): each sweep's description
-(grid, seeds, size, the command that reproduces it) and its runs with their status, headline
-metric and duration. A store is read as it is, also while a sweep is writing it; one that
-cannot be read is shown with its error.
+:func:`dltricks.sweep.read_meta`: each sweep's description (grid, seeds, size, the command that
+reproduces it) and its runs with their status, headline metric and duration. A store is read as
+it is, also while a sweep is writing it (the report never writes it); one that cannot be read
+is shown with its error. Each done row is checked against its run's checksummed results.json:
+a row that disagrees is shown with the file's numbers and a note (the next ``dltricks sweep``
+rebuilds it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import sqlite3
@@ -19,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from dltricks.lab.report.tables import MAX_ROWS, Table, format_value
+from dltricks.lab.results import canonical_json, read_json
+from dltricks.sweep.integrity import RESULTS_FILE, run_metrics
 from dltricks.sweep.run import SWEEP_META, headline_metric
 from dltricks.sweep.store import STATUSES, RunRow, read_meta, read_rows
 
@@ -114,10 +119,39 @@ def _reproduce(command: str, runs_arg: str) -> str:
     return f"{command} --out {shlex.quote(runs_arg)}"
 
 
+def _checked(
+    path: Path, experiment: str, rows: list[RunRow]
+) -> tuple[list[RunRow], dict[str, str]]:
+    """The rows with any done row that disagrees with its run's results.json replaced by the
+    file's numbers, and a note by run id for each disagreement or unreadable file."""
+    checked: list[RunRow] = []
+    notes: dict[str, str] = {}
+    for row in rows:
+        results_path = path.parent / f"sweep-{experiment}" / row.id / experiment / RESULTS_FILE
+        if row.status != "done" or not results_path.exists():
+            checked.append(row)
+            continue
+        try:
+            results = read_json(results_path)
+        except (OSError, ValueError) as error:
+            notes[row.id] = f"run {row.id}: cannot check its row ({error})"
+            checked.append(row)
+            continue
+        metrics = run_metrics(results)
+        if canonical_json(metrics) != canonical_json(row.metrics):
+            notes[row.id] = (
+                f"run {row.id}: the store disagreed with its checksummed {RESULTS_FILE}; shown "
+                "from the file (the next `dltricks sweep` of it rebuilds the row)"
+            )
+            row = dataclasses.replace(row, metrics=metrics)
+        checked.append(row)
+    return checked, notes
+
+
 def _store_views(path: Path, runs_arg: str) -> list[SweepView]:
     store = path.name
     experiment = path.stem.removeprefix("sweep-")
-    rows = read_rows(path)
+    rows, check_notes = _checked(path, experiment, read_rows(path))
     by_id = {r.id: r for r in rows}
     described = read_meta(path, SWEEP_META)
     views = []
@@ -134,6 +168,7 @@ def _store_views(path: Path, runs_arg: str) -> list[SweepView]:
         settings["size"] = "quick" if entry.get("quick") else "full"
         missing = len(entry.get("runs", [])) - len(ids)
         notes = [f"{missing} run(s) of this sweep are not in the store"] if missing else []
+        notes += [check_notes[i] for i in ids if i in check_notes]
         views.append(
             SweepView(
                 anchor=f"sweep-{experiment}-{sweep}",
@@ -162,7 +197,10 @@ def _store_views(path: Path, runs_arg: str) -> list[SweepView]:
                 counts=_counts(rest),
                 table=_runs_table(rest, varying),
                 reproduce=None,
-                notes=["runs without a stored sweep description: grid inferred from the runs"],
+                notes=[
+                    "runs without a stored sweep description: grid inferred from the runs",
+                    *(check_notes[r.id] for r in rest if r.id in check_notes),
+                ],
             )
         )
     return views
