@@ -294,3 +294,21 @@ def test_sigterm_leaves_no_row_running(tmp_path: Path) -> None:
     rows = read_rows(store)
     assert rows
     assert all(r.status in ("pending", "done") for r in rows)
+
+
+def test_a_corrupt_unit_store_is_kept_aside_and_its_units_computed_again(tmp_path: Path) -> None:
+    from dltricks.sweep import store_unit
+
+    path = tmp_path / "units.sqlite"
+    broken = b"SQLite format 3\x00" + os.urandom(3000)
+    path.write_bytes(broken)
+    unit = store_unit(path)
+    kept = sorted(tmp_path.glob("units.sqlite.corrupt-*"))
+    assert len(kept) == 1
+    assert kept[0].read_bytes() == broken
+    assert len(unit.notices) == 1
+    assert f"kept as {kept[0].name}" in unit.notices[0]
+    # The new store works: a unit is computed and stored.
+    assert unit({"x": 1}, lambda: {"y": 1.0}) == {"x": 1, "y": 1.0}
+    assert unit.ran == [{"x": 1}]
+    assert [r.status for r in read_rows(path)] == ["done"]

@@ -20,11 +20,16 @@ Records go through JSON before they are returned, also the first time (NaN and i
 back as ``None``, tuples as lists), so a fresh run and a resumed one give identical records.
 Two processes running the same units at once both compute them (the last write wins, with the
 same values for a deterministic ``compute``).
+
+A store file that is damaged (not a database, or damaged pages) is kept aside as
+``NAME.sqlite.corrupt-<time>`` and a new one is started: its units are computed again. The
+move is logged and listed in :attr:`StoreUnit.notices`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import time
 import traceback
@@ -33,11 +38,19 @@ from pathlib import Path
 from typing import Any
 
 from dltricks.lab.results import canonical_json, config_hash
-from dltricks.sweep.store import RunRow, SweepStore, read_meta, read_rows
+from dltricks.sweep.store import (
+    CorruptStoreError,
+    RunRow,
+    SweepStore,
+    read_meta,
+    read_rows,
+    set_aside,
+)
 
 __all__ = ["UNITS_META", "StoreUnit", "read_units", "store_unit"]
 
 UNITS_META = "units:"
+_logger = logging.getLogger(__name__)
 
 
 def _jsonable(value: Any) -> Any:
@@ -52,6 +65,7 @@ class StoreUnit:
         name: the group of units in the store (a store may hold several).
         ran: keys of the units computed by this object (not read back), in call order.
         order: ids of the units asked for since the last :meth:`describe`, in call order.
+        notices: what was found and repaired on opening (a damaged store set aside).
     """
 
     def __init__(self, path: str | Path, *, name: str | None = None) -> None:
@@ -61,8 +75,16 @@ class StoreUnit:
             raise ValueError("a unit store needs a non-empty name")
         self.ran: list[dict[str, Any]] = []
         self.order: list[str] = []
+        self.notices: list[str] = []
         # Create the file and its tables now: a bad path fails before any training.
-        SweepStore(self.path).close()
+        try:
+            SweepStore(self.path).close()
+        except CorruptStoreError as error:
+            aside = set_aside(self.path)
+            notice = f"{error}; kept as {aside.name}, its units are computed again"
+            _logger.warning("%s", notice)
+            self.notices.append(notice)
+            SweepStore(self.path).close()
 
     def unit_id(self, key: dict[str, Any]) -> str:
         """The row id of ``key`` in this store."""
