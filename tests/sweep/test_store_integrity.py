@@ -258,12 +258,18 @@ def test_a_store_on_a_full_disk_is_one_line_exit_1_and_the_finished_run_is_kept(
     _check_rows_match_results(tmp_path, [r.id for r in outcome.rows])
 
 
-@pytest.mark.skipif(not hasattr(signal, "SIGTERM"), reason="POSIX signals")
-def test_sigterm_leaves_no_row_running(tmp_path: Path) -> None:
-    # Slower runs (more steps), one at a time, so the signal lands while one is running.
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="POSIX signals, /proc to find workers")
+@pytest.mark.parametrize(
+    "executor", [["--executor", "sequential"], ["--executor", "local", "--workers", "2"]]
+)
+def test_sigterm_leaves_no_row_running_and_no_worker(executor: list[str], tmp_path: Path) -> None:
+    from tests.sweep.test_run import _alive, _children
+
+    # Slower runs (more steps), so the signal lands while runs are in flight.
     argv = [
         "sweep", "bias-correction", "--quick", "--grid", "steps=400", "--grid", "dim=64",
-        "--grid", "lr=0.001,0.002,0.003,0.004", "--seeds", "2", "--executor", "sequential",
+        "--grid", "lr=0.001,0.002,0.003,0.004", "--seeds", "2", *executor,
         "--out", str(tmp_path), "--quiet",
     ]  # fmt: skip
     driver = subprocess.Popen(
@@ -284,8 +290,10 @@ def test_sigterm_leaves_no_row_running(tmp_path: Path) -> None:
     if not running:
         driver.kill()
         pytest.fail("the sweep never had a running row")
+    workers = _children(driver.pid)
     driver.send_signal(signal.SIGTERM)
-    _, err = driver.communicate(timeout=60)
+    # It stops without waiting for the runs in flight to finish.
+    _, err = driver.communicate(timeout=30)
     assert driver.returncode == 128 + signal.SIGTERM, err
     assert err.strip().splitlines()[-1] == (
         "dltricks: terminated; run the same command to finish the sweep"
@@ -294,6 +302,10 @@ def test_sigterm_leaves_no_row_running(tmp_path: Path) -> None:
     rows = read_rows(store)
     assert rows
     assert all(r.status in ("pending", "done") for r in rows)
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in workers), "the pool's workers were stopped"
 
 
 def test_a_corrupt_unit_store_is_kept_aside_and_its_units_computed_again(tmp_path: Path) -> None:
