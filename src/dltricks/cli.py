@@ -29,6 +29,7 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 128 + signal.SIGTERM
 
+_FULL_DISK_ADVICE = "free some space and run the same command again: finished work is kept"
 # How each command continues after an interruption (finished work is always kept).
 _CONTINUE = {
     "run": "continue with the same command and --resume",
@@ -77,7 +78,7 @@ def describe_os_error(error: OSError, fallback: Path | None = None) -> str:
         where = "file system"
     line = f"{where}: {cause}"
     if error.errno == errno.ENOSPC:
-        line += " (free some space and run the same command again: finished work is kept)"
+        line += f" ({_FULL_DISK_ADVICE})"
     elif error.errno in (errno.EPERM, errno.EACCES, errno.EROFS):
         line += " (choose a folder you can write to)"
     elif (
@@ -474,6 +475,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except sqlite3.Error as error:  # StoreError names its file; a bare one gets a prefix
         text = str(error) if isinstance(error, StoreError) else f"SQLite: {error}"
+        if "disk is full" in text:
+            text += f" ({_FULL_DISK_ADVICE})"
         print(f"dltricks: error: {text}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt as interrupt:

@@ -243,7 +243,8 @@ def test_a_store_on_a_full_disk_is_one_line_exit_1_and_the_finished_run_is_kept(
     status, err = _rerun(tmp_path, capsys)
     assert status == 1
     assert err.strip().splitlines() == [
-        f"dltricks: error: sweep store {tmp_path / STORE}: database or disk is full"
+        f"dltricks: error: sweep store {tmp_path / STORE}: database or disk is full (free some "
+        "space and run the same command again: finished work is kept)"
     ]
     rows = read_rows(tmp_path / STORE)
     assert {r.status for r in rows} == {"pending"}, "nothing half-recorded, nothing left running"
