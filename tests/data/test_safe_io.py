@@ -77,3 +77,23 @@ def test_failed_atomic_write_keeps_old_content_and_no_temp_files(
 def test_bad_kind_name_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="kind"):
         write_checked(tmp_path / "f", b"", kind="has space")
+
+
+def test_a_refused_write_names_the_target_not_the_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from dltricks.data import safe_io
+
+    target = tmp_path / "results.json"
+
+    def refuse(*args: object, dir: str, **kwargs: object) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", f"{dir}/.results.json.x.tmp")
+
+    monkeypatch.setattr(safe_io.tempfile, "mkstemp", refuse)
+    with pytest.raises(PermissionError) as info:
+        atomic_write_bytes(target, b"x")
+    assert (info.value.errno, info.value.filename) == (errno.EACCES, str(target))
+    assert info.value.filename2 is None
+    assert not target.exists()

@@ -106,12 +106,15 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     and the previous content of ``path`` (if any) is left untouched.
 
     Raises:
-        OSError: the write failed (disk full, permission, read-only file system...); an error
-            that names no file (``write`` on a full disk) is raised again naming ``path``.
+        OSError: the write failed (disk full, permission, read-only file system...), naming
+            ``path`` (not the temporary file), also where the system call named no file
+            (``write`` on a full disk).
     """
     target = Path(path)
+    # A folder that cannot be made is named by mkdir's own error; past it, errors name the
+    # target, not the hidden temporary file the user never asked for.
+    target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as error:
         raise _naming(error, target) from error
@@ -143,8 +146,8 @@ def atomic_write_from(path: str | os.PathLike[str], write: Callable[[BinaryIO], 
 
 
 def _naming(error: OSError, target: Path) -> OSError:
-    """``error`` itself if it names a file, else the same error naming ``target``."""
-    if error.filename is not None:
+    """The same error naming ``target`` (the file the caller asked for)."""
+    if error.filename == str(target) and error.filename2 is None:
         return error
     # OSError(errno, ...) picks the subclass (PermissionError, ...) from the errno itself.
     return OSError(error.errno, error.strerror or str(error), str(target))

@@ -22,7 +22,7 @@ import time
 import traceback
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -397,7 +397,7 @@ class _JoinTimeoutError(Exception):
 
 
 @contextlib.contextmanager
-def _alarm(seconds: float) -> Any:
+def _alarm(seconds: float) -> Iterator[None]:
     """Raise :class:`_JoinTimeoutError` in the main thread after ``seconds`` (where signals allow).
 
     Bounds a ``ray.init`` that found a port answering but no Ray cluster behind it.
