@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -131,19 +133,42 @@ def test_a_ray_cluster_that_cannot_be_joined_is_one_line(
 
     fake = types.SimpleNamespace(is_initialized=lambda: False, init=refuse)
     monkeypatch.setitem(sys.modules, "ray", fake)
-    argv = [
-        "sweep",
-        *tiny_grid_args("0.001"),
-        "--executor",
-        "ray",
-        "--ray-address",
-        "h:1",
-        "--out",
-        str(tmp_path),
-    ]
-    assert main(argv) == 2
+    # Something listens on the port (Ray's own error comes after the connection probe).
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        address = f"127.0.0.1:{server.getsockname()[1]}"
+        argv = [
+            "sweep",
+            *tiny_grid_args("0.001"),
+            "--executor",
+            "ray",
+            "--ray-address",
+            address,
+            "--out",
+            str(tmp_path),
+        ]
+        assert main(argv) == 2
     captured = capsys.readouterr()
     assert captured.err.strip().splitlines() == [
-        "dltricks: error: cannot join the Ray cluster at h:1: "
+        f"dltricks: error: cannot join the Ray cluster at {address}: "
         "Could not find any running Ray instance at h:1."
     ]
+
+
+def test_a_ray_host_that_does_not_resolve_fails_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = types.SimpleNamespace(is_initialized=lambda: False)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    argv = ["sweep", *tiny_grid_args("0.001"), "--executor", "ray", "--out", str(tmp_path)]
+    started = time.monotonic()
+    assert main([*argv, "--ray-address", "no-such-host.invalid:6379"]) == 2
+    # Not the 30 s bound: a name that does not resolve is not waited for (only the resolver is).
+    assert time.monotonic() - started < 25
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(
+        "dltricks: error: cannot join the Ray cluster at no-such-host.invalid:6379: host "
+        "'no-such-host.invalid' not found"
+    )

@@ -387,6 +387,12 @@ def _wait_for_port(address: str, deadline: float, timeout: float) -> None:
         try:
             with socket.create_connection(where, timeout=min(left, 2.0)):
                 return
+        except socket.gaierror as error:
+            # A name that does not resolve will not start to while we wait.
+            raise ExecutorError(
+                f"cannot join the Ray cluster at {address}: host {where[0]!r} not found "
+                f"({error.strerror or error})"
+            ) from None
         except OSError as error:
             last = error.strerror or str(error) or type(error).__name__
         time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
