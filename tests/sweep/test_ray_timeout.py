@@ -125,3 +125,33 @@ def test_a_bad_ray_timeout_is_one_line_exit_2(
     assert main(_sweep(tmp_path, *extra)) == 2
     assert message in _one_line(capsys)
     assert list(tmp_path.iterdir()) == [], "nothing written"
+
+
+def test_a_name_resolver_that_does_not_answer_is_bounded_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from dltricks.sweep import executors
+
+    release = threading.Event()
+
+    def stuck(*args: object, **kwargs: object) -> list[object]:
+        release.wait(60)
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setitem(sys.modules, "ray", types.SimpleNamespace(is_initialized=lambda: False))
+    monkeypatch.setattr(executors.socket, "getaddrinfo", stuck)
+    argv = _sweep(tmp_path, "--ray-address", "cluster.example:6379", "--ray-timeout", "1")
+    started = time.monotonic()
+    try:
+        status = main(argv)
+    finally:
+        release.set()
+    assert status == 2
+    assert time.monotonic() - started < 10
+    assert _one_line(capsys) == (
+        "dltricks: error: cannot join the Ray cluster at cluster.example:6379: no answer from the "
+        "name resolver for 'cluster.example' within 1 s (set the bound with --ray-timeout or "
+        "DLTRICKS_RAY_TIMEOUT)"
+    )

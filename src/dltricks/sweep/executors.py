@@ -367,6 +367,29 @@ def _host_and_port(address: str) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
+def _resolve(host: str, port: int, deadline: float) -> list[Any]:
+    """``getaddrinfo`` bounded by ``deadline`` (a resolver that does not answer would block
+    for its own timeouts, past the bound); raises ``socket.gaierror`` or ``TimeoutError``."""
+    found: list[Any] = []
+    failed: list[OSError] = []
+
+    def look_up() -> None:
+        try:
+            found.extend(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except OSError as error:
+            failed.append(error)
+
+    # A daemon thread: one stuck in the resolver does not keep the process alive.
+    thread = threading.Thread(target=look_up, daemon=True)
+    thread.start()
+    thread.join(max(0.0, deadline - time.monotonic()))
+    if failed:
+        raise failed[0]
+    if thread.is_alive() or not found:
+        raise TimeoutError(f"no answer from the name resolver for {host!r}")
+    return found
+
+
 def _wait_for_port(address: str, deadline: float, timeout: float) -> None:
     """Return once something accepts TCP connections at ``address``; give up at ``deadline``.
 
@@ -376,23 +399,32 @@ def _wait_for_port(address: str, deadline: float, timeout: float) -> None:
     where = _host_and_port(address)
     if where is None:
         return
+    bound = f"set the bound with --ray-timeout or {RAY_TIMEOUT_ENV}"
+    try:
+        family, kind, proto, _, target = _resolve(*where, deadline)[0]
+    except socket.gaierror as error:
+        # A name that does not resolve will not start to while we wait.
+        raise ExecutorError(
+            f"cannot join the Ray cluster at {address}: host {where[0]!r} not found "
+            f"({error.strerror or error})"
+        ) from None
+    except TimeoutError as error:
+        raise ExecutorError(
+            f"cannot join the Ray cluster at {address}: {error} within {timeout:g} s ({bound})"
+        ) from None
     last = "no answer"
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
             raise ExecutorError(
                 f"cannot join the Ray cluster at {address}: no connection within {timeout:g} s "
-                f"(last try: {last}; set the bound with --ray-timeout or {RAY_TIMEOUT_ENV})"
+                f"(last try: {last}; {bound})"
             )
         try:
-            with socket.create_connection(where, timeout=min(left, 2.0)):
+            with socket.socket(family, kind, proto) as probe:
+                probe.settimeout(min(left, 2.0))
+                probe.connect(target)
                 return
-        except socket.gaierror as error:
-            # A name that does not resolve will not start to while we wait.
-            raise ExecutorError(
-                f"cannot join the Ray cluster at {address}: host {where[0]!r} not found "
-                f"({error.strerror or error})"
-            ) from None
         except OSError as error:
             last = error.strerror or str(error) or type(error).__name__
         time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
