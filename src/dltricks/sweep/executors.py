@@ -72,6 +72,10 @@ class RunResult:
     finished: float
     duration: float
     host: str
+    #: Whether another attempt could succeed: a crash or an infrastructure failure (dead worker,
+    #: lost node, full disk, out of memory). An exception the run itself raised would be
+    #: raised again with the same settings, so it is not retried.
+    retryable: bool = True
 
 
 def _scalars(record: dict[str, Any]) -> dict[str, Any]:
@@ -131,15 +135,24 @@ def execute_run(task: RunTask) -> RunResult:
             "summary": results.get("summary", {}),
             "records": [_scalars(r) for r in results.get("records", [])],
         }
-        ok, error = True, None
+        ok, error, retryable = True, None, False
     except Exception as exc:  # a failed run is a result, not a crash of the sweep
         ok, metrics = False, None
         error = "".join(traceback.format_exception(exc)).strip()[-4000:]
+        retryable = isinstance(exc, OSError | MemoryError)
     finally:
         stack.close()
         torch.set_num_threads(threads)
     return RunResult(
-        task.run_id, ok, metrics, error, started, time.time(), time.perf_counter() - clock, host
+        task.run_id,
+        ok,
+        metrics,
+        error,
+        started,
+        time.time(),
+        time.perf_counter() - clock,
+        host,
+        retryable,
     )
 
 
