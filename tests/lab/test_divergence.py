@@ -113,3 +113,61 @@ def test_optimizers_writes_results_and_figures_when_every_rate_diverges(
     assert all(r["diverged"] for r in results["records"])
     assert results["summary"]["diverged_runs"] == len(results["records"]) >= 2
     assert "every learning rate of every optimizer diverged" in results["summary"]["finding"]
+
+
+def _nan_named_optimizer(name: str, params: Iterable[Any], lr: float, **kwargs: Any) -> Any:
+    # Stands in for dltricks.lab.training.make_optimizer.
+    return _NaNAfterStep(params, lr=lr)
+
+
+def _nan_adam(params: Iterable[Any], lr: float, **kwargs: Any) -> Any:
+    # Stands in for dltricks.optim.Adam.
+    return _NaNAfterStep(params, lr=lr)
+
+
+# Experiment, the name its module builds optimizers through, tiny settings.
+EVERY_RUN_DIVERGES = {
+    "activations": (
+        "make_optimizer",
+        {"activations": ["relu", "tanh"], "depth": 2, "width": 8, "epochs": 2},
+    ),
+    "depth": ("make_optimizer", {"activations": ["relu"], "depths": [1, 2], "width": 8}),
+    "init": ("make_optimizer", {"depths": [2], "width": 8, "epochs": 2}),
+    "saturation": ("make_optimizer", {"width": 8, "epochs": 2, "inits": ["xavier"]}),
+    "vanishing": (
+        "make_optimizer",
+        {"activations": ["sigmoid", "relu"], "depth": 3, "width": 8, "epochs": 2},
+    ),
+    "generalization": (
+        "Adam",
+        {
+            "width": 8,
+            "epochs": 2,
+            "tricks": {"plain": {}, "early_stopping": {"early_stopping": True}},
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(EVERY_RUN_DIVERGES))
+def test_an_experiment_whose_every_run_diverges_still_reports(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None
+) -> None:
+    import importlib
+
+    builder, settings = EVERY_RUN_DIVERGES[name]
+    module = importlib.import_module(
+        f"dltricks.lab.experiments.{'init_depth' if name == 'init' else name}"
+    )
+    stand_in = _nan_adam if builder == "Adam" else _nan_named_optimizer
+    monkeypatch.setattr(module, builder, stand_in)
+    outcome = run_experiment(name, out_root=tmp_path, quick=True, seeds=1, overrides=settings)
+    results = read_json(outcome.results_path)
+    trained = [r for r in results["records"] if r.get("stage", "trained") == "trained"]
+    assert trained
+    # The weights are NaN after the first step: every run stops after its first epoch.
+    assert all(r["diverged"] is True and r["diverged_epoch"] == 1 for r in trained)
+    assert results["summary"]["diverged_runs"] == len(trained)
+    assert results["figures"]
+    for figure in results["figures"]:
+        assert (outcome.out_dir / figure).stat().st_size > 0

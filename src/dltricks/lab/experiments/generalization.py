@@ -28,6 +28,7 @@ stopping on, the epoch whose weights were restored).
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 from dataclasses import dataclass
 from functools import partial
@@ -253,7 +254,9 @@ def _plot_curves(ctx: RunContext, records: list[dict[str, Any]], setup: str) -> 
         stop = stopped[0]["epochs_run"]
         for a in (ax, ax_acc):
             a.axvline(stop, color="tab:purple", linestyle=":", label=f"early stop (epoch {stop})")
-    ax.set_yscale("log")
+    losses = [*plain["curve_train_loss"], *plain["curve_val_loss"]]
+    if any(v is not None and math.isfinite(v) and v > 0 for v in losses):
+        ax.set_yscale("log")  # not when the run diverged before any finite loss
     ax.set_ylabel("cross-entropy loss")
     ax_acc.set_ylabel("accuracy")
     for a in (ax, ax_acc):

@@ -35,7 +35,6 @@ from dltricks.diagnose import ActivationStats
 from dltricks.lab.context import RunContext
 from dltricks.lab.registry import Experiment, register
 from dltricks.lab.settings import (
-    ACTIVATION,
     BATCH_SIZE,
     DATASET,
     DEPTH,
@@ -45,11 +44,13 @@ from dltricks.lab.settings import (
     OPTIMIZER,
     SEEDS,
     WIDTH,
+    Choice,
     ExperimentConfig,
     Float,
     Int,
     ListOf,
 )
+from dltricks.lab.stats import finite_mean
 from dltricks.lab.training import divergence, make_optimizer
 from dltricks.nn import MLP
 from dltricks.train import Callback, StepContext, TrainConfig, fit
@@ -67,8 +68,10 @@ class SaturationConfig(ExperimentConfig):
     experiment: ClassVar[str] = "saturation"
 
     dataset: Annotated[str, DATASET]
-    activation: Annotated[str, ACTIVATION]
-    depth: Annotated[int, DEPTH]
+    # Saturation (outputs near the ends of their range) is defined for bounded activations.
+    activation: Annotated[str, Choice(("sigmoid", "tanh"))]
+    # The top hidden layer is compared with the ones below it: at least two.
+    depth: Annotated[int, Int(2, DEPTH.high)]
     width: Annotated[int, WIDTH]
     inits: Annotated[list[str], ListOf(INIT, unique=True)]
     optimizer: Annotated[str, OPTIMIZER]
@@ -77,7 +80,7 @@ class SaturationConfig(ExperimentConfig):
     epochs: Annotated[int, EPOCHS]
     probe_every: Annotated[int, Int(1, 1_000_000)]
     probe_size: Annotated[int, Int(1, 100_000)]
-    saturation_eps: Annotated[float, Float(0.0, 0.5, low_open=True)]
+    saturation_eps: Annotated[float, Float(0.0, 0.5, low_open=True, high_open=True)]
     seeds: Annotated[int, SEEDS]
 
 
@@ -177,10 +180,11 @@ def _train_one(ctx: RunContext, init: str, seed: int) -> dict[str, Any]:
 
 
 def layer_series(records: list[dict[str, Any]], init: str, key: str) -> list[list[float]]:
-    """``[probe][layer]`` of ``key`` averaged over the seeds of ``init``."""
+    """``[probe][layer]`` of ``key`` averaged over the seeds of ``init`` (over the finite
+    values: a diverged run's probes are NaN, stored as None; NaN where none is finite)."""
     rows = [r[key] for r in records if r["init"] == init]
     return [
-        [sum(row[p][layer] for row in rows) / len(rows) for layer in range(len(rows[0][p]))]
+        [finite_mean([row[p][layer] for row in rows]) for layer in range(len(rows[0][p]))]
         for p in range(len(rows[0]))
     ]
 

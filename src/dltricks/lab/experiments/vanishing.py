@@ -50,7 +50,7 @@ from dltricks.lab.settings import (
     ExperimentConfig,
     ListOf,
 )
-from dltricks.lab.stats import mean
+from dltricks.lab.stats import finite_mean
 from dltricks.lab.training import divergence, make_optimizer
 from dltricks.nn import MLP
 from dltricks.train import TrainConfig, fit
@@ -150,9 +150,10 @@ def _unit(ctx: RunContext, activation: str, seed: int, stage: str) -> dict[str, 
     return {**_probe(model, data), **extra}
 
 
-def geometric_mean(values: list[float]) -> float:
-    """``exp(mean(log v))``: the average of ratios spanning orders of magnitude."""
-    positive = [v for v in values if v > 0.0 and math.isfinite(v)]
+def geometric_mean(values: list[float | None]) -> float:
+    """``exp(mean(log v))``: the average of ratios spanning orders of magnitude, over the
+    positive finite values (a diverged run's are NaN, stored as None)."""
+    positive = [v for v in values if v is not None and v > 0.0 and math.isfinite(v)]
     if not positive:
         return float("nan")
     return math.exp(sum(math.log(v) for v in positive) / len(positive))
@@ -263,8 +264,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
     # Self-normalisation: the last hidden layer's output statistics at init.
     last_stats = {
         a: {
-            "mean": mean([r["activation_mean"][-1] for r in records if _is(r, a, "init")]),
-            "std": mean([r["activation_std"][-1] for r in records if _is(r, a, "init")]),
+            "mean": finite_mean([r["activation_mean"][-1] for r in records if _is(r, a, "init")]),
+            "std": finite_mean([r["activation_std"][-1] for r in records if _is(r, a, "init")]),
         }
         for a in cfg["activations"]
     }
