@@ -283,7 +283,10 @@ class Record(Rule):
         unknown = [k for k in value if k not in self.required and k not in self.optional]
         missing = [k for k in self.required if k not in value]
         if unknown or missing:
-            raise self._fail(value, where)
+            named = [f"unknown {', '.join(map(str, unknown))}"] if unknown else []
+            named += [f"missing {', '.join(missing)}"] if missing else []
+            error = self._fail(value, where)
+            raise SettingError(f"{error} ({'; '.join(named)})")
         rules = {**self.required, **self.optional}
         return {k: rules[k].check(v, f"{where}.{k}") for k, v in value.items()}
 
@@ -319,17 +322,7 @@ class ExperimentConfig:
     @classmethod
     def rules(cls) -> dict[str, Rule]:
         """Each setting's name and rule, in declaration order."""
-        hints = typing.get_type_hints(cls, include_extras=True)
-        rules: dict[str, Rule] = {}
-        for f in dataclasses.fields(cls):
-            found = [m for m in getattr(hints[f.name], "__metadata__", ()) if isinstance(m, Rule)]
-            if len(found) != 1:
-                raise TypeError(
-                    f"{cls.__name__}.{f.name} must be annotated Annotated[type, rule] "
-                    "with exactly one rule"
-                )
-            rules[f.name] = found[0]
-        return rules
+        return dict(_rules_of(cls))
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as plain JSON values (what ``results.json`` records)."""
@@ -349,6 +342,28 @@ class ExperimentConfig:
                     f"{self.experiment} has no setting {key!r}; its settings: {known}"
                 )
         return dataclasses.replace(self, **dict(overrides))
+
+
+_RULES: dict[type, tuple[tuple[str, Rule], ...]] = {}
+
+
+def _rules_of(cls: type[ExperimentConfig]) -> tuple[tuple[str, Rule], ...]:
+    # Resolving the annotations (strings under `from __future__ import annotations`) once per
+    # class; every construction and override reads them.
+    if cls in _RULES:
+        return _RULES[cls]
+    hints = typing.get_type_hints(cls, include_extras=True)
+    rules = []
+    for f in dataclasses.fields(cls):
+        found = [m for m in getattr(hints[f.name], "__metadata__", ()) if isinstance(m, Rule)]
+        if len(found) != 1:
+            raise TypeError(
+                f"{cls.__name__}.{f.name} must be annotated Annotated[type, rule] "
+                "with exactly one rule"
+            )
+        rules.append((f.name, found[0]))
+    _RULES[cls] = tuple(rules)
+    return _RULES[cls]
 
 
 def _plain(value: Any) -> Any:
