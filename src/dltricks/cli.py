@@ -19,7 +19,7 @@ import signal
 import sqlite3
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
@@ -116,6 +116,32 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+#: The largest seed (the lab's limit: numpy's generators take seeds below 2**32).
+MAX_SEED = 2**32 - 1
+#: More torch threads than this only adds scheduling overhead on any machine we know of.
+MAX_THREADS = 256
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer from {low} to {high}, got {text!r}"
+            ) from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer from {low} to {high}, got {value}"
+            )
+        return value
+
+    return parse
+
+
+_seed = _int_between(0, MAX_SEED)
+
+
 def _setting(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key:
@@ -129,7 +155,7 @@ def _setting(text: str) -> tuple[str, Any]:
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="the small size (<= 60 s on 2 cores)")
-    parser.add_argument("--seed", type=_non_negative_int, default=0, help="first seed (0)")
+    parser.add_argument("--seed", type=_seed, default=0, help="first seed (0)")
     parser.add_argument("--seeds", type=_positive_int, help="number of seeds (experiment default)")
     parser.add_argument("--out", type=Path, default=Path("runs"), help="output root (./runs)")
     parser.add_argument("--data-dir", type=Path, help="folder with MNIST/Fashion-MNIST IDX files")
@@ -137,7 +163,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
         "--threads",
-        type=_positive_int,
+        type=_int_between(1, MAX_THREADS),
         default=1,
         help="torch threads (1: the lab's models are small, and results are bit-identical "
         "only for the same thread count)",
@@ -182,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--only", help="comma-separated experiment names")
     report.add_argument("--force", action="store_true", help="rerun even unchanged experiments")
-    report.add_argument("--seed", type=_non_negative_int, default=0, help="first seed (0)")
+    report.add_argument("--seed", type=_seed, default=0, help="first seed (0)")
     report.add_argument(
         "--workers", type=_positive_int, default=None, help="parallel experiments (cores, max 2)"
     )
@@ -190,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="every optimizer trains one MLP on digits (~20 s)")
     demo.add_argument("--epochs", type=_positive_int, default=5)
-    demo.add_argument("--seed", type=_non_negative_int, default=0)
+    demo.add_argument("--seed", type=_seed, default=0)
 
     sweep = commands.add_parser(
         "sweep", help="run a grid of settings x seeds of one experiment in parallel"
@@ -205,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("--quick", action="store_true", help="the experiment's quick size")
     sweep.add_argument("--seeds", type=_positive_int, default=1, help="seeds per grid point (1)")
-    sweep.add_argument("--seed", type=_non_negative_int, default=0, help="first seed (0)")
+    sweep.add_argument("--seed", type=_seed, default=0, help="first seed (0)")
     sweep.add_argument(
         "--executor", choices=("local", "ray", "sequential"), default="local", help="(local)"
     )

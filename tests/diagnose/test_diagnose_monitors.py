@@ -637,3 +637,21 @@ def test_default_cadence_records_the_same_steps_for_every_layer_and_monitor(
         for (upd, w), (ref_upd, ref_w) in zip(got, expected_updates[step], strict=True):
             assert upd == pytest.approx(ref_upd, rel=1e-5, abs=1e-9)
             assert w == pytest.approx(ref_w, rel=1e-5, abs=1e-9)
+
+
+@pytest.mark.parametrize("activation", [torch.nn.Sigmoid, torch.nn.Tanh])
+def test_activation_stats_of_nan_outputs_are_nan_not_an_error(
+    activation: type[torch.nn.Module],
+) -> None:
+    # A diverged network's outputs are NaN; its statistics say so instead of raising.
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), activation())
+    with torch.no_grad():
+        model[0].weight.fill_(float("nan"))
+    with ActivationStats(model) as stats, torch.no_grad():
+        model(torch.ones(5, 3))
+    (saturated,) = stats.per_layer("saturated").values()
+    (mean,) = stats.per_layer("mean").values()
+    assert saturated is not None
+    assert math.isnan(saturated)
+    assert mean is not None
+    assert math.isnan(mean)

@@ -16,7 +16,7 @@ from dltricks.lab.runner import run_experiment
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     # The quick size without its beta2 = 0.999 variant (reported, not asserted: at 10k rounds
     # Adam is still at x < 0 there under eta/sqrt(t)), to keep this module fast.
-    variants = get_experiment("amsgrad").configure(True)["variants"]
+    variants = get_experiment("amsgrad").configure(True).variants
     tested = [v for v in variants if v["name"] in ("theorem", "synthetic")]
     out = tmp_path_factory.mktemp("amsgrad")
     return run_experiment(

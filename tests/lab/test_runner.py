@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import multiprocessing
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import pytest
 
@@ -15,6 +16,7 @@ from dltricks.lab.context import RunContext
 from dltricks.lab.registry import Experiment
 from dltricks.lab.results import CorruptFileError, read_json, write_json
 from dltricks.lab.runner import RunError, exclusive_lock, run_experiment
+from dltricks.lab.settings import SEEDS, ExperimentConfig, Int, ListOf
 
 CALLS: list[tuple[int, int]] = []
 
@@ -27,8 +29,16 @@ class CrashError(Exception):
 CRASH_AFTER: dict[str, int | None] = {"units": None}
 
 
-def _configure(quick: bool) -> dict[str, Any]:
-    return {"values": [1, 2, 3], "seeds": 2}
+@dataclass(frozen=True)
+class ToyConfig(ExperimentConfig):
+    experiment: ClassVar[str] = "toy-runner-test"
+
+    values: Annotated[list[int], ListOf(Int(0, 100))]
+    seeds: Annotated[int, SEEDS]
+
+
+def _configure(quick: bool) -> ToyConfig:
+    return ToyConfig(values=[1, 2, 3], seeds=2)
 
 
 def _run(ctx: RunContext) -> dict[str, Any]:

@@ -23,6 +23,11 @@ BAD: list[tuple[list[str], str]] = [
     (["sweep", "bias-correction", "--grid", "lr=[1,2"], "grid setting 'lr': unbalanced"),
     (["sweep", "bias-correction", "--grid", "lrr=0.1,0.2"], "has no setting 'lrr'"),
     (["sweep", "bias-correction", "--grid", "seeds=1,2"], "use --seeds K"),
+    # Grid values meet the typed settings (an infinite rate is not silently stored as null).
+    (["sweep", "depth", "--grid", "lr=0.1,1e999"], "setting 'lr': expected a finite number"),
+    (["sweep", "depth", "--grid", "lr=NaN"], "setting 'lr': expected a finite number"),
+    (["sweep", "depth", "--grid", "epochs=abc"], "setting 'epochs': expected an integer"),
+    (["sweep", "depth", "--seed", "99999999999999999999"], "--seed: expected an integer from 0"),
     (["sweep", "bias-correction", "--grid", "lr=1", "--grid", "lr=2"], "--grid lr given twice"),
     (["sweep", "bias-correction", "--workers", "0"], "--workers: expected a positive integer"),
     (["sweep", "bias-correction", "--seeds", "0"], "--seeds: expected a positive integer"),
@@ -73,7 +78,7 @@ def test_ray_asked_for_without_ray_names_the_extra(
     assert not out.exists()
 
 
-def test_a_sweep_prints_one_row_per_run_and_exit_1_if_one_failed(
+def test_a_sweep_prints_one_row_per_run_and_refuses_a_bad_value(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = [
@@ -110,17 +115,18 @@ def test_a_sweep_prints_one_row_per_run_and_exit_1_if_one_failed(
         "done",
     ]
 
-    # The same grid plus a failing value: the two done runs are skipped, the new one fails.
-    assert main(_with_bogus(argv)) == 1
+    # The same grid plus a value the typed settings refuse: exit 2, nothing run.
+    assert main(_with_bogus(argv)) == 2
     captured = capsys.readouterr()
-    assert "4 runs: 2 done (2 already in the store), 2 failed" in captured.out
-    failed = [line for line in captured.err.splitlines() if line.startswith("failed: ")]
-    assert len(failed) == 2
-    assert all("ValueError: unknown problem 'bogus'" in line for line in failed)
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        "dltricks: error: bias-correction: setting 'problems[0]': expected one of constant, "
+        "noisy, got 'bogus'"
+    ]
 
 
 def _with_bogus(argv: list[str]) -> list[str]:
-    """``argv`` with the problems grid extended by a value that makes the run raise."""
+    """``argv`` with the problems grid extended by a value that is not a problem."""
     i = argv.index('problems=["noisy"]')
     return [*argv[:i], 'problems=["noisy"],["bogus"]', *argv[i + 1 :]]
 
@@ -172,3 +178,42 @@ def test_a_ray_host_that_does_not_resolve_fails_at_once(
         "dltricks: error: cannot join the Ray cluster at no-such-host.invalid:6379: host "
         "'no-such-host.invalid' not found"
     )
+
+
+def test_diverging_rates_are_done_in_one_attempt_each(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The acceptance case `dltricks sweep depth --quick --grid lr=50`, at a tiny size."""
+    argv = [
+        "sweep",
+        "depth",
+        "--quick",
+        "--grid",
+        "lr=50",
+        "--grid",
+        'activations=["relu"],["selu"]',
+        "--grid",
+        "depths=[2]",
+        "--grid",
+        "width=16",
+        "--grid",
+        "epochs=3",
+        "--executor",
+        "sequential",
+        "--out",
+        str(tmp_path),
+    ]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    header = captured.out.splitlines()[0].split()
+    # A measured headline, not the constant chance level.
+    assert header[header.index("status") + 1] == "mean_train_accuracy"
+    assert "2 runs: 2 done (0 already in the store), 0 failed" in captured.out
+    rows = read_rows(tmp_path / "sweep-depth.sqlite")
+    assert [(r.status, r.attempts) for r in rows] == [("done", 1), ("done", 1)]
+    for row in rows:
+        assert row.metrics is not None
+        assert row.metrics["summary"]["diverged_runs"] == 1
+        (record,) = row.metrics["records"]
+        assert record["diverged"] is True
+        assert 1 <= record["diverged_epoch"] <= 3

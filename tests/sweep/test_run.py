@@ -8,12 +8,27 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any, ClassVar
 
 import pytest
 
-from dltricks.sweep import RunResult, RunTask, execute_run, expand, read_rows, run_sweep
-from dltricks.sweep.executors import SequentialExecutor
+from dltricks.lab import registry
+from dltricks.lab.context import RunContext
+from dltricks.lab.registry import Experiment
+from dltricks.lab.settings import SEEDS, ExperimentConfig, Int
+from dltricks.sweep import (
+    RunResult,
+    RunTask,
+    SweepSpec,
+    execute_run,
+    expand,
+    read_rows,
+    run_sweep,
+)
+from dltricks.sweep.executors import SequentialExecutor, _failed
 from dltricks.sweep.store import SweepStore
 from tests.sweep.helpers import tiny_grid_args, tiny_sweep
 
@@ -21,14 +36,18 @@ ROOT = Path(__file__).parents[2]
 
 
 class Recording(SequentialExecutor):
-    """The in-process executor, noting which runs it executed."""
+    """The in-process executor, noting which runs it executed; the runs in ``crash`` fail as a
+    dead worker process would (an infrastructure failure, which the driver retries)."""
 
-    def __init__(self) -> None:
+    def __init__(self, crash: frozenset[str] = frozenset()) -> None:
         super().__init__(self._run)
         self.ran: list[str] = []
+        self.crash = crash
 
     def _run(self, task: RunTask) -> RunResult:
         self.ran.append(task.run_id)
+        if task.run_id in self.crash:
+            return _failed(task, "worker process died: BrokenProcessPool: killed by signal 9")
         return execute_run(task)
 
 
@@ -40,12 +59,11 @@ def _integrity(path: Path) -> str:
         db.close()
 
 
-def test_a_failing_run_is_recorded_with_its_error_and_the_others_finish(tmp_path: Path) -> None:
-    # problems=["bogus"] makes the experiment raise ValueError inside the run.
-    sweep = tiny_sweep([0.001, 0.01], seeds=1, problems=[["noisy"], ["bogus"]])
+def test_a_crashed_run_is_recorded_with_its_error_and_the_others_finish(tmp_path: Path) -> None:
+    sweep = tiny_sweep([0.001, 0.01], seeds=1, problems=[["noisy"], ["constant"]])
     specs = expand(sweep)
-    bad = {s.run_id for s in specs if s.overrides["problems"] == ["bogus"]}
-    executor = Recording()
+    bad = frozenset(s.run_id for s in specs if s.overrides["problems"] == ["constant"])
+    executor = Recording(crash=bad)
     outcome = run_sweep(sweep, out_root=tmp_path, executor=executor, retries=1)
     rows = {r.id: r for r in outcome.rows}
     assert len(rows) == 4
@@ -54,7 +72,7 @@ def test_a_failing_run_is_recorded_with_its_error_and_the_others_finish(tmp_path
             assert row.status == "failed"
             assert row.attempts == 2, "one try and one retry"
             assert row.metrics is None
-            assert "ValueError: unknown problem 'bogus'" in (row.error or "")
+            assert "worker process died" in (row.error or "")
         else:
             assert row.status == "done"
             assert row.attempts == 1
@@ -77,12 +95,12 @@ def test_a_failing_run_is_recorded_with_its_error_and_the_others_finish(tmp_path
     }
 
     # Rerun with the same limit: done runs are skipped, exhausted failures are not retried.
-    again = Recording()
+    again = Recording(crash=bad)
     outcome = run_sweep(sweep, out_root=tmp_path, executor=again, retries=1)
     assert again.ran == []
     assert outcome.skipped == 2
     # A larger limit gives the failed runs one more attempt each.
-    more = Recording()
+    more = Recording(crash=bad)
     outcome = run_sweep(sweep, out_root=tmp_path, executor=more, retries=2)
     assert sorted(more.ran) == sorted(bad)
     assert {r.id: r.attempts for r in outcome.rows if r.id in bad} == dict.fromkeys(bad, 3)
@@ -220,3 +238,48 @@ def test_a_second_driver_on_the_same_sweep_is_refused(tmp_path: Path) -> None:
     ):
         run_sweep(sweep, out_root=tmp_path, executor=Recording())
     assert os.listdir(tmp_path) == ["sweep-bias-correction"]
+
+
+@dataclass(frozen=True)
+class _RaisingConfig(ExperimentConfig):
+    experiment: ClassVar[str] = "raises-in-sweep-test"
+
+    value: Annotated[int, Int(0, 10)]
+    seeds: Annotated[int, SEEDS]
+
+
+def _raise(ctx: RunContext) -> dict[str, Any]:
+    if ctx.config["value"] == 1:
+        raise ValueError("value 1 is refused by the experiment itself")
+    return {"value": ctx.config["value"], "finding": "fine"}
+
+
+@pytest.fixture
+def raising_experiment() -> Iterator[str]:
+    name = _RaisingConfig.experiment
+    registry.register(
+        Experiment(
+            name, "raises for 1", "a test", ("dropout",), lambda q: _RaisingConfig(0, 1), _raise
+        )
+    )
+    yield name
+    registry._REGISTRY.pop(name, None)
+
+
+def test_an_exception_of_the_run_itself_is_not_retried(
+    tmp_path: Path, raising_experiment: str
+) -> None:
+    sweep = SweepSpec(raising_experiment, {"value": [0, 1]}, quick=True)
+    executor = Recording()
+    outcome = run_sweep(sweep, out_root=tmp_path, executor=executor, retries=2)
+    by_value = {s.overrides["value"]: r for s, r in zip(outcome.specs, outcome.rows, strict=True)}
+    assert by_value[0].status == "done"
+    assert by_value[1].status == "failed"
+    assert by_value[1].attempts == 1, "the same settings would raise again"
+    assert "ValueError: value 1 is refused" in (by_value[1].error or "")
+    assert len(executor.ran) == 2
+    # A later invocation tries it again (its cause may have been fixed) while attempts remain.
+    again = Recording()
+    outcome = run_sweep(sweep, out_root=tmp_path, executor=again, retries=2)
+    assert again.ran == [by_value[1].id]
+    assert {r.attempts for r in outcome.rows if r.status == "failed"} == {2}

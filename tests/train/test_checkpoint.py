@@ -22,6 +22,7 @@ from dltricks.train import (
     TrainConfig,
     fit,
     load_checkpoint,
+    save_checkpoint,
 )
 from dltricks.train.checkpoint import checkpoint_lock
 from tests.train.helpers import adam, small_data, small_mlp, states_equal
@@ -164,6 +165,95 @@ def test_checkpoint_of_another_run_refused(tmp_path: Path, change: str) -> None:
     with pytest.raises(CheckpointMismatchError, match=change):
         fit(model, opt, data, config, checkpoint_path=path, resume=True)
     assert path.read_bytes() == before
+
+
+def _relu_mlp(dropout: float = 0.5) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Dropout(dropout), torch.nn.Linear(16, 3)
+    )
+
+
+# Each change alters the trajectory but keeps every tensor's shape: the fingerprint must see it.
+TRAJECTORY_CHANGES = {
+    "lr": (lambda p: torch.optim.Adam(p, lr=0.1), small_mlp, "lr: checkpoint 0.01, now 0.1"),
+    "betas": (
+        lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.8, 0.999)),
+        small_mlp,
+        "betas[0]: checkpoint 0.9, now 0.8",
+    ),
+    "weight_decay": (
+        lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=1e-2),
+        small_mlp,
+        "weight_decay: checkpoint 0, now 0.01",
+    ),
+    "optimizer class": (
+        lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.0),
+        small_mlp,
+        "optimizer.class: checkpoint 'torch.optim.adam.Adam', now 'torch.optim.adamw.AdamW'",
+    ),
+    "activation": (
+        adam,
+        _relu_mlp,
+        "model.modules[2][1]: checkpoint 'torch.nn.modules.activation.Tanh', "
+        "now 'torch.nn.modules.activation.ReLU'",
+    ),
+    "dropout": (
+        adam,
+        lambda: small_mlp(dropout=0.2),
+        "model.modules[3][2]: checkpoint 'p=0.5, inplace=False', now 'p=0.2, inplace=False'",
+    ),
+}
+
+
+@pytest.mark.parametrize("change", list(TRAJECTORY_CHANGES))
+def test_resume_with_another_trajectory_setting_is_refused(tmp_path: Path, change: str) -> None:
+    optimizer, make_model, detail = TRAJECTORY_CHANGES[change]
+    path = interrupted_checkpoint(tmp_path)
+    before = path.read_bytes()
+    with pytest.raises(CheckpointMismatchError) as caught:
+        fit(
+            make_model(),
+            optimizer,
+            small_data(),
+            CONFIG,
+            checkpoint_path=path,
+            resume=True,
+            progress=False,
+        )
+    message = str(caught.value)
+    assert "belongs to a different run" in message
+    assert detail in message
+    assert "\n" not in message
+    assert path.read_bytes() == before
+
+
+def test_resume_with_another_seed_is_refused(tmp_path: Path) -> None:
+    path = interrupted_checkpoint(tmp_path)
+    other = TrainConfig(**{**CONFIG.__dict__, "seed": 4})
+    with pytest.raises(CheckpointMismatchError, match=r"config\.seed: checkpoint 3, now 4"):
+        fit(small_mlp(dropout=0.5), adam, small_data(), other, checkpoint_path=path, resume=True)
+
+
+def test_resume_with_the_same_settings_passes_the_fingerprint(tmp_path: Path) -> None:
+    path = interrupted_checkpoint(tmp_path)
+    # A fresh but identically built model and optimizer: the fingerprint matches.
+    result = fit(
+        small_mlp(dropout=0.5), adam, small_data(), CONFIG, checkpoint_path=path, resume=True
+    )
+    assert result.resumed_from_epoch == 2
+
+
+@pytest.mark.parametrize("drop", ["fingerprint", "history"])
+def test_a_checked_checkpoint_without_what_resume_needs_is_a_clear_error(
+    tmp_path: Path, drop: str
+) -> None:
+    path = interrupted_checkpoint(tmp_path)
+    state = load_checkpoint(path)
+    del state[drop], state["format"]
+    save_checkpoint(path, state)  # valid checksum, incomplete content
+    with pytest.raises(CheckpointError, match=rf"not a training checkpoint .*missing: {drop}\)"):
+        fit(small_mlp(dropout=0.5), adam, small_data(), CONFIG, checkpoint_path=path, resume=True)
 
 
 def test_checkpoint_payload_contents(tmp_path: Path) -> None:

@@ -304,7 +304,9 @@ class ActivationStats(Monitor):
             if kind in ("sigmoid", "tanh"):
                 # The squared norm of the signs is an integer count: rounding removes the
                 # sqrt's float32 error (exact below about 2M saturated outputs).
-                saturated = round(values[_SATURATED] ** 2) / numel
+                count = values[_SATURATED] ** 2
+                # NaN outputs (a diverged network) give a NaN count: report NaN, not a crash.
+                saturated = round(count) / numel if math.isfinite(count) else math.nan
             self._done.append(
                 {
                     "step": steps[row],

@@ -523,12 +523,17 @@ class Comparison:
                 ax.scatter(
                     [chosen], [ys[xs.index(chosen)]], s=70, facecolors="none", edgecolors=color
                 )
-        if diverged and finite_max > 0:
-            top = finite_max * 1.6
+        if diverged:
+            # With no finite loss at all (every rate diverged) the marks need a height of
+            # their own on the log axis.
+            top = finite_max * 1.6 if finite_max > 0 else 1.0
             for name, lr in diverged:
                 ax.scatter([lr], [top], marker="x", color=self.color(name), s=30)
             ax.axhline(top, color="grey", linestyle=":", linewidth=0.8)
-            ax.annotate("diverged", (0.01, top), xycoords=("axes fraction", "data"), fontsize=7)
+            text = "diverged" if finite_max > 0 else "every rate diverged"
+            ax.annotate(text, (0.01, top), xycoords=("axes fraction", "data"), fontsize=7)
+            if finite_max == 0:
+                ax.set_ylim(0.1, 10.0)
         ax.set_xscale("log")
         _log_axis(ax.yaxis)
         ax.set_xlabel("learning rate")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from dltricks.lab.context import RunContext
+    from dltricks.lab.settings import ExperimentConfig
 
 TRICKS: tuple[str, ...] = (
     "adaptive learning rate",
@@ -30,17 +31,21 @@ class Experiment:
         claim: the claim it tests, in one sentence.
         source: where the claim comes from.
         tricks: which sections of the report it belongs to (from :data:`TRICKS`).
-        configure: ``configure(quick) -> config``: the settings of the quick or full size.
+        configure: ``configure(quick) -> config``: the typed settings
+            (:class:`~dltricks.lab.settings.ExperimentConfig`) of the quick or full size.
         run: ``run(ctx) -> summary``: trains, writes figures into ``ctx.out_dir``, records one
             record per setting and seed through ``ctx.unit``, and returns a summary dict.
+        headline: the numeric summary entry that best tells runs with different settings
+            apart (a sweep's table shows it); ``None`` lets the table pick one.
     """
 
     name: str
     claim: str
     source: str
     tricks: tuple[str, ...]
-    configure: Callable[[bool], dict[str, Any]]
+    configure: Callable[[bool], ExperimentConfig]
     run: Callable[[RunContext], dict[str, Any]]
+    headline: str | None = None
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.tricks if t not in TRICKS]

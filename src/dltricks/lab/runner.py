@@ -19,6 +19,7 @@ from dltricks import __version__
 from dltricks.lab.context import ProgressSink, RunContext, SilentProgress
 from dltricks.lab.registry import get_experiment
 from dltricks.lab.results import config_hash, read_json, write_json
+from dltricks.lab.settings import SEEDS, ExperimentConfig, SettingError
 
 RESULTS_FILE = "results.json"
 RUN_FILE = "run.json"
@@ -53,6 +54,10 @@ def resolve_device(device: str) -> torch.device:
     raise RunError(f"unknown device {device!r}; use cpu or cuda")
 
 
+#: The largest seed: numpy's generators and many tools take seeds below 2**32.
+MAX_SEED = 2**32 - 1
+
+
 def run_config(
     name: str,
     *,
@@ -62,19 +67,36 @@ def run_config(
     data_dir: Path | None,
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The full configuration of a run; its hash decides whether old results still apply."""
+    """The full, resolved configuration of a run; its hash decides whether old results apply.
+
+    ``overrides`` are checked against the experiment's typed settings
+    (:mod:`dltricks.lab.settings`) and stored normalised.
+
+    Raises:
+        RunError: an unknown setting, a value its rule refuses, or a bad seed range (one line
+            naming the setting and what it allows).
+    """
     experiment = get_experiment(name)
-    config = experiment.configure(quick)
-    for key, value in (overrides or {}).items():
-        if key not in config:
-            known = ", ".join(sorted(config))
-            raise RunError(f"experiment {name!r} has no setting {key!r}; settings: {known}")
-        config[key] = value
+    defaults = experiment.configure(quick)
+    if not isinstance(defaults, ExperimentConfig):
+        raise TypeError(
+            f"experiment {name!r}: configure() must return an ExperimentConfig, "
+            f"got {type(defaults).__name__}"
+        )
+    try:
+        config = defaults.with_overrides(overrides or {}).to_dict()
+    except SettingError as error:
+        raise RunError(str(error)) from None
     count = int(config.get("seeds", 1)) if seeds is None else seeds
-    if count < 1:
-        raise RunError(f"--seeds must be >= 1, got {count}")
-    if seed < 0:
-        raise RunError(f"--seed must be >= 0, got {seed}")
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= SEEDS.high:
+        raise RunError(f"--seeds must be an integer from 1 to {SEEDS.high}, got {count!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise RunError(f"--seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
+    if seed + count - 1 > MAX_SEED:
+        raise RunError(
+            f"--seed {seed} with {count} seeds passes the largest seed {MAX_SEED}; "
+            "use a smaller --seed"
+        )
     return {
         "experiment": name,
         "quick": quick,

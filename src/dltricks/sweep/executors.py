@@ -86,6 +86,10 @@ class RunResult:
     host: str
     # What the worker found and repaired in the run folder (a damaged file set aside).
     notices: tuple[str, ...] = ()
+    #: Whether another attempt could succeed: a crash or an infrastructure failure (dead worker,
+    #: lost node, full disk, out of memory). An exception the run itself raised would be
+    #: raised again with the same settings, so it is not retried.
+    retryable: bool = True
 
 
 def _one_blas_thread() -> contextlib.AbstractContextManager[Any]:
@@ -146,10 +150,11 @@ def execute_run(task: RunTask) -> RunResult:
                 f"the run id {task.run_id}: is the same dltricks version installed everywhere?"
             )
         metrics = run_metrics(results)
-        ok, error = True, None
+        ok, error, retryable = True, None, False
     except Exception as exc:  # a failed run is a result, not a crash of the sweep
         ok, metrics = False, None
         error = "".join(traceback.format_exception(exc)).strip()[-4000:]
+        retryable = isinstance(exc, OSError | MemoryError)
     finally:
         stack.close()
         torch.set_num_threads(threads)
@@ -163,6 +168,7 @@ def execute_run(task: RunTask) -> RunResult:
         time.perf_counter() - clock,
         host,
         tuple(notices),
+        retryable,
     )
 
 

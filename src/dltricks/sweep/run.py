@@ -10,10 +10,15 @@ The store also keeps each sweep's description under the meta key ``sweep:<sweep 
 (:func:`sweep_meta`): experiment, grid, seeds, the ``dltricks sweep`` command that reproduces it
 and its run ids in grid order, so a report can show the sweep from the store alone.
 
-The driver is the only writer of the store. Runs found ``done`` are skipped; ``failed`` runs
-are tried again while they have used fewer than ``1 + retries`` attempts (across invocations:
-a rerun with a larger ``retries`` gives them more). Killing the driver at any moment leaves
-every finished run recorded; the next invocation runs only the others.
+The driver is the only writer of the store. Runs found ``done`` are skipped. Within one
+invocation a run that failed for a retryable reason (a crash or an infrastructure failure:
+:attr:`RunResult.retryable`) is tried again while it has used fewer than ``1 + retries``
+attempts; an exception the run itself raised is not, since the same settings would raise it
+again. A later invocation tries every ``failed`` run again while it has attempts left (the
+user may have fixed the cause; a rerun with a larger ``retries`` gives more). A run that
+diverges is not a failure: the experiment records it and the run is ``done``. Killing the
+driver at any moment leaves every finished run recorded; the next invocation runs only the
+others.
 """
 
 from __future__ import annotations
@@ -172,7 +177,8 @@ def run_sweep(
     Args:
         executor: where runs execute; started here only if there is something to run (the
             caller closes it).
-        retries: extra attempts for a failed run, counted across invocations.
+        retries: extra attempts for a run that crashed or met an infrastructure failure,
+            counted across invocations.
         specs: the expansion of ``sweep`` if the caller already made it (the CLI does, to
             validate before writing).
 
@@ -236,7 +242,7 @@ def run_sweep(
                 if result.ok:
                     executed += 1
                     sink.finished(spec, "done", None)
-                elif used[spec.run_id] < 1 + retries:
+                elif result.retryable and used[spec.run_id] < 1 + retries:
                     todo.append(spec)
                     sink.finished(spec, "retry", result.error)
                 else:
@@ -261,17 +267,34 @@ def run_sweep(
 
 
 def headline_metric(rows: Sequence[RunRow]) -> str | None:
-    """The summary field a sweep table shows: the first numeric one (by name) of every done run.
+    """The summary field a sweep table shows.
 
-    ``None`` when the summaries have no number in common.
+    The experiment's declared :attr:`~dltricks.lab.registry.Experiment.headline` (a measured
+    number, not a constant such as a chance level) when every done run has it as a number;
+    otherwise the first numeric field (by name) the done runs share. ``None`` when the
+    summaries have no number in common.
     """
+    done = [r for r in rows if r.status == "done" and r.metrics is not None]
+    summaries = [(r.metrics or {}).get("summary", {}) for r in done]
     common: set[str] | None = None
-    for row in rows:
-        if row.status != "done" or row.metrics is None:
-            continue
-        summary = row.metrics.get("summary", {})
+    for summary in summaries:
         numeric = {
             k for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)
         }
         common = numeric if common is None else common & numeric
-    return min(common) if common else None
+    if not common:
+        return None
+    declared = _declared_headline(done)
+    return declared if declared in common else min(common)
+
+
+def _declared_headline(rows: Sequence[RunRow]) -> str | None:
+    from dltricks.lab.registry import get_experiment
+
+    names = {str(r.spec.get("experiment")) for r in rows if isinstance(r.spec, dict)}
+    if len(names) != 1:
+        return None
+    try:
+        return get_experiment(names.pop()).headline
+    except ValueError:  # a store written by another version, with an experiment not known here
+        return None

@@ -95,18 +95,21 @@ def make_run_spec(experiment: str, *, quick: bool, overrides: dict[str, Any], se
     """A run spec with its id: the config hash of the lab run it stands for.
 
     Raises:
-        SweepSpecError: an unknown setting or a bad seed (from the lab's own validation).
+        SweepSpecError: an unknown setting, a value its typed rule refuses, or a bad seed
+            (from the lab's own validation).
     """
-    # Through JSON and back: the worker, the store and the id all see the same values
-    # (tuples become lists), whatever the caller passed.
-    overrides = json.loads(canonical_json(overrides)) if overrides else {}
+    # Checked before anything is converted (JSON would turn an infinite rate into null), then
+    # kept as the typed settings normalised them: the worker, the store and the id all see
+    # the same values (1 and 1.0 are one learning rate; tuples become lists).
     try:
         config = run_config(
             experiment, quick=quick, seed=seed, seeds=1, data_dir=None, overrides=overrides
         )
     except RunError as error:
         raise SweepSpecError(str(error)) from None
-    return RunSpec(experiment, quick, overrides, seed, config_hash(config))
+    settings = config["config"]
+    normalised = json.loads(canonical_json({k: settings[k] for k in overrides}))
+    return RunSpec(experiment, quick, normalised, seed, config_hash(config))
 
 
 def expand(sweep: SweepSpec) -> list[RunSpec]:

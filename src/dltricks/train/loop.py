@@ -11,8 +11,15 @@ uses comes from two seeded sources that are checkpointed with the run:
 An interrupted run (exception, Ctrl-C, SIGKILL) resumes from its last per-epoch checkpoint with
 ``resume=True`` and ends with exactly the result and weights of an uninterrupted run: the
 checkpoint holds the model, the optimizer, both RNG states, the history and the early-stopping
-state. A checkpoint whose settings, data or model differ from the call raises
-:class:`~dltricks.train.checkpoint.CheckpointMismatchError` instead of silently mixing runs.
+state. It also holds a fingerprint of everything that changes the trajectory: the
+:class:`~dltricks.train.TrainConfig` (seed included), the data (a digest of every split), the
+model's modules (type and settings, so ReLU vs Tanh or another dropout rate is seen) and
+tensor shapes, the optimizer's class and every group's hyperparameters (lr, betas, eps,
+weight decay, momentum...) and the loss. A checkpoint whose fingerprint differs from the call
+raises :class:`~dltricks.train.checkpoint.CheckpointMismatchError` naming what differs,
+instead of silently mixing runs; one that lacks what resuming needs (no fingerprint: written
+by other code) raises :class:`~dltricks.train.checkpoint.CheckpointError`. A function called
+inside ``forward`` (rather than a module) is not part of the fingerprint.
 Bit-identity assumes the same torch build and the same number of intra-op threads
 (``torch.get_num_threads()``), since threaded reductions may sum in another order.
 On GPUs bit-identity additionally needs ``torch.use_deterministic_algorithms(True)``, which
@@ -36,6 +43,7 @@ from torch.nn import functional
 from dltricks.data.container import SplitDataset
 from dltricks.train.callbacks import Callback, EpochContext, StepContext
 from dltricks.train.checkpoint import (
+    CheckpointError,
     CheckpointMismatchError,
     checkpoint_lock,
     load_checkpoint,
@@ -89,6 +97,51 @@ def _tensor_digest(tensors: Sequence[torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def _plain_value(value: Any) -> Any:
+    """A hyperparameter as plain data that compares by value (tensors as numbers)."""
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _plain_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain_value(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return repr(value)
+
+
+def _optimizer_fingerprint(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    # Every group's hyperparameters (lr, betas, eps, weight_decay, momentum, ...) and which
+    # parameters it holds: any of them changes the trajectory.
+    index: dict[int, int] = {}
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            index.setdefault(id(p), len(index))
+    return {
+        "class": f"{type(optimizer).__module__}.{type(optimizer).__qualname__}",
+        "param_groups": [
+            {
+                **{k: _plain_value(v) for k, v in sorted(group.items()) if k != "params"},
+                "params": [index[id(p)] for p in group["params"]],
+            }
+            for group in optimizer.param_groups
+        ],
+    }
+
+
+def _model_fingerprint(model: nn.Module) -> dict[str, Any]:
+    # The modules (type and their own settings, e.g. ReLU vs Tanh, dropout p, a leaky slope)
+    # and the tensors' names, shapes and dtypes. A function called inside forward() is not a
+    # module and is not seen.
+    return {
+        "modules": [
+            [name, f"{type(m).__module__}.{type(m).__qualname__}", m.extra_repr()]
+            for name, m in model.named_modules()
+        ],
+        "tensors": [[k, list(v.shape), str(v.dtype)] for k, v in model.state_dict().items()],
+    }
+
+
 def _fingerprint(
     config: TrainConfig,
     data: SplitDataset,
@@ -96,21 +149,57 @@ def _fingerprint(
     optimizer: torch.optim.Optimizer,
     loss_fn: LossFn,
 ) -> dict[str, Any]:
-    """What must match for a checkpoint to belong to this call."""
+    """What must match for a checkpoint to belong to this call: everything that changes the
+    trajectory (settings and seed, data, model structure and activations, optimizer class and
+    hyperparameters, loss)."""
     return {
         "config": config.to_dict(),
         "data": data.summary(),
         "data_sha256": _tensor_digest(
             [data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test]
         ),
-        "model": [[k, list(v.shape), str(v.dtype)] for k, v in model.state_dict().items()],
-        "optimizer": type(optimizer).__qualname__,
+        "model": _model_fingerprint(model),
+        "optimizer": _optimizer_fingerprint(optimizer),
         "loss_fn": getattr(loss_fn, "__qualname__", type(loss_fn).__qualname__),
     }
 
 
+def _differences(saved: Any, current: Any, path: str, out: list[str]) -> None:
+    """Where ``saved`` and ``current`` differ, as ``path: checkpoint X, now Y`` phrases."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        for key in sorted(saved.keys() | current.keys(), key=str):
+            _differences(saved.get(key), current.get(key), f"{path}.{key}", out)
+    elif (
+        isinstance(saved, list | tuple)
+        and isinstance(current, list | tuple)
+        and len(saved) == len(current)
+    ):
+        for i, (a, b) in enumerate(zip(saved, current, strict=True)):
+            _differences(a, b, f"{path}[{i}]", out)
+    elif saved != current:
+        out.append(f"{path.lstrip('.')}: checkpoint {_short(saved)}, now {_short(current)}")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _mismatch(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    return sorted(k for k in current.keys() | saved.keys() if saved.get(k) != current.get(k))
+    """The differing parts of two fingerprints, each naming what differs (data: by digest)."""
+    found: list[str] = []
+    for key in sorted(current.keys() | saved.keys()):
+        if saved.get(key) == current.get(key):
+            continue
+        if key in ("data", "data_sha256"):
+            found.append(f"{key} (another data set or split)")
+            continue
+        details: list[str] = []
+        _differences(saved.get(key), current.get(key), key, details)
+        found.extend(details[:3] or [key])
+        if len(details) > 3:
+            found.append(f"{key}: {len(details) - 3} more")
+    return found
 
 
 class _Run:
@@ -172,8 +261,11 @@ def fit(
     Raises:
         ValueError: bad arguments, e.g. early stopping without a validation split, an optimizer
             over other parameters, ``resume`` without ``checkpoint_path``.
-        CheckpointError: the checkpoint to resume from is corrupt or truncated.
-        CheckpointMismatchError: the checkpoint belongs to a different run.
+        CheckpointError: the checkpoint to resume from is corrupt, truncated, or not a
+            training checkpoint of ``fit`` (e.g. it has no fingerprint).
+        CheckpointMismatchError: the checkpoint belongs to a different run: another
+            optimizer or hyperparameter, model structure or activation, data, seed or
+            setting (the message names what differs).
         CheckpointLockedError: another process is training into ``checkpoint_path``.
     """
     if not isinstance(model, nn.Module):
@@ -256,11 +348,12 @@ def _fit(
 
     if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
         saved = load_checkpoint(checkpoint_path)
+        _check_complete(saved, checkpoint_path)
         differ = _mismatch(saved["fingerprint"], fingerprint)
         if differ:
             raise CheckpointMismatchError(
                 f"checkpoint {checkpoint_path} belongs to a different run "
-                f"(differs in: {', '.join(differ)}); use another path or resume=False"
+                f"(differs in: {'; '.join(differ)}); use another path or resume=False"
             )
         model.load_state_dict(saved["model"])
         if saved["result"] is not None:
@@ -351,6 +444,39 @@ def _fit(
     if checkpoint_path is not None:
         save_checkpoint(checkpoint_path, snapshot(result))
     return result
+
+
+#: What a training checkpoint holds besides its format number.
+_CHECKPOINT_KEYS = (
+    "fingerprint",
+    "epoch",
+    "steps",
+    "history",
+    "stopped_epoch",
+    "stop_reason",
+    "model",
+    "optimizer",
+    "batch_rng",
+    "torch_rng",
+    "early_stopping",
+    "result",
+)
+
+
+def _check_complete(saved: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    # A file with a valid checksum can still lack what resuming needs (written by other code
+    # through save_checkpoint, or by an older dltricks): name what is missing.
+    missing = [k for k in _CHECKPOINT_KEYS if k not in saved]
+    if missing:
+        raise CheckpointError(
+            f"unusable checkpoint {path}: it is not a training checkpoint of fit() "
+            f"(missing: {', '.join(missing)}); use another path or resume=False"
+        )
+    if not isinstance(saved["fingerprint"], dict):
+        raise CheckpointError(
+            f"unusable checkpoint {path}: its run fingerprint is not a mapping; "
+            "use another path or resume=False"
+        )
 
 
 def _call(

@@ -11,8 +11,9 @@ LeCun normal for SELU (Klambauer et al. 2017), He with the maxout gain for Maxou
 at 0.25 as in He et al.); the experiment reports where the slopes go.
 
 Setup: one MLP per (activation, seed), ``depth`` hidden layers of ``width`` units (Maxout:
-``maxout_k`` pieces per unit), all trained with the same plain SGD for the same epochs; no
-weight decay (which would pull PReLU slopes toward 0). Reported: final training and test
+``maxout_k`` pieces per unit), all trained with the same optimizer (plain SGD unless the
+``optimizer`` setting names another) for the same epochs; no weight decay (which would pull
+PReLU slopes toward 0). Reported: final training and test
 accuracy, per-epoch curves, the first epoch with training accuracy >= ``fast_threshold``,
 and PReLU's per-layer slopes after every epoch.
 """
@@ -20,16 +21,33 @@ and PReLU's per-layer slopes after every epoch.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar
 
 import torch
 from matplotlib.figure import Figure
 
 from dltricks.lab.context import RunContext
 from dltricks.lab.registry import Experiment, register
+from dltricks.lab.settings import (
+    ACTIVATION,
+    BATCH_SIZE,
+    DATASET,
+    DEPTH,
+    EPOCHS,
+    INIT,
+    LEARNING_RATE,
+    OPTIMIZER,
+    SEEDS,
+    WIDTH,
+    ExperimentConfig,
+    Float,
+    Int,
+    ListOf,
+)
 from dltricks.lab.stats import finite_mean
+from dltricks.lab.training import divergence, make_optimizer
 from dltricks.nn import MLP
-from dltricks.optim import SGD
 from dltricks.train import Callback, EpochContext, TrainConfig, fit
 
 ZOO: tuple[str, ...] = (
@@ -46,21 +64,41 @@ ZOO: tuple[str, ...] = (
 )
 
 
-def configure(quick: bool) -> dict[str, Any]:
-    return {
-        "dataset": "digits" if quick else "mnist1d",
-        "activations": list(ZOO),
-        "depth": 10,
-        "width": 64 if quick else 128,
-        "maxout_k": 2,
-        "init": "auto",
-        "optimizer": "SGD",
-        "lr": 0.1,
-        "batch_size": 64,
-        "epochs": 15 if quick else 30,
-        "fast_threshold": 0.95,
-        "seeds": 3,
-    }
+@dataclass(frozen=True)
+class ActivationsConfig(ExperimentConfig):
+    """The settings of ``activations``."""
+
+    experiment: ClassVar[str] = "activations"
+
+    dataset: Annotated[str, DATASET]
+    activations: Annotated[list[str], ListOf(ACTIVATION, unique=True)]
+    depth: Annotated[int, DEPTH]
+    width: Annotated[int, WIDTH]
+    maxout_k: Annotated[int, Int(2, 16)]
+    init: Annotated[str, INIT]
+    optimizer: Annotated[str, OPTIMIZER]
+    lr: Annotated[float, LEARNING_RATE]
+    batch_size: Annotated[int, BATCH_SIZE]
+    epochs: Annotated[int, EPOCHS]
+    fast_threshold: Annotated[float, Float(0.0, 1.0)]
+    seeds: Annotated[int, SEEDS]
+
+
+def configure(quick: bool) -> ActivationsConfig:
+    return ActivationsConfig(
+        dataset="digits" if quick else "mnist1d",
+        activations=list(ZOO),
+        depth=10,
+        width=64 if quick else 128,
+        maxout_k=2,
+        init="auto",
+        optimizer="SGD",
+        lr=0.1,
+        batch_size=64,
+        epochs=15 if quick else 30,
+        fast_threshold=0.95,
+        seeds=3,
+    )
 
 
 class _SlopeRecorder(Callback):
@@ -95,7 +133,7 @@ def _train_one(ctx: RunContext, activation: str, seed: int) -> dict[str, Any]:
     result = fit(
         model,
         # A diverged run is a result here, not an error: let the trainer stop it.
-        lambda params: SGD(params, lr=cfg["lr"], nonfinite="ignore"),
+        lambda params: make_optimizer(cfg["optimizer"], params, cfg["lr"]),
         data,
         TrainConfig(epochs=cfg["epochs"], batch_size=cfg["batch_size"], seed=seed),
         device=ctx.device,
@@ -107,6 +145,7 @@ def _train_one(ctx: RunContext, activation: str, seed: int) -> dict[str, Any]:
         (e.epoch for e in result.history if e.train_accuracy >= cfg["fast_threshold"]), None
     )
     record: dict[str, Any] = {
+        **divergence(result),
         "train_accuracy": result.final.train_accuracy,
         "test_accuracy": result.final.test_accuracy,
         "train_loss": result.final.train_loss,
@@ -187,7 +226,7 @@ def _plot_accuracy(ctx: RunContext, records: list[dict[str, Any]], chance: float
     ax_curve.grid(alpha=0.3)
     fig.suptitle(
         f"Activation zoo at depth {cfg['depth']}: {cfg['dataset']}, width {cfg['width']}, "
-        f"recommended init each, SGD lr {cfg['lr']}, batch {cfg['batch_size']}, "
+        f"recommended init each, {cfg['optimizer']} lr {cfg['lr']}, batch {cfg['batch_size']}, "
         f"{len(ctx.seeds)} seeds",
         fontsize=10,
     )
@@ -288,7 +327,12 @@ def run(ctx: RunContext) -> dict[str, Any]:
             f"fastest to {cfg['fast_threshold']:.0%} training accuracy: {fastest} "
             f"({per_activation[fastest]['mean_epochs_to_threshold']:.1f} epochs on average)"
         )
-    summary: dict[str, Any] = {"per_activation": per_activation, "chance_accuracy": chance}
+    summary: dict[str, Any] = {
+        "per_activation": per_activation,
+        "mean_test_accuracy": finite_mean([r["test_accuracy"] for r in records]),
+        "diverged_runs": sum(1 for r in records if r["diverged"]),
+        "chance_accuracy": chance,
+    }
     prelu = [r for r in records if "prelu_slopes" in r]
     if prelu:
         _plot_prelu(ctx, prelu)
@@ -315,6 +359,7 @@ EXPERIMENT = register(
         "Klambauer et al. 2017; Goodfellow et al. 2013; Hendrycks & Gimpel 2016",
         tricks=("new activation functions",),
         configure=configure,
+        headline="mean_test_accuracy",
         run=run,
     )
 )

@@ -24,14 +24,28 @@ regret is ``R_T / T`` with ``R_T = sum_t f_t(x_t) - min_{x in [-1,1]} sum_t f_t(
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import matplotlib.pyplot as plt
 import torch
 
 from dltricks.lab.context import RunContext
 from dltricks.lab.registry import Experiment, register
+from dltricks.lab.settings import (
+    BETA,
+    LEARNING_RATE,
+    SEEDS,
+    Choice,
+    ExperimentConfig,
+    Float,
+    Int,
+    ListOf,
+    Record,
+    SettingError,
+    Text,
+)
 from dltricks.optim import Adam
 
 OPTIMIZERS = ("Adam", "AMSGrad")
@@ -39,10 +53,47 @@ SCHEDULES = ("inverse_sqrt", "constant")
 TRAJECTORY_POINTS = 300
 
 
-def configure(quick: bool) -> dict[str, Any]:
+_POSITION = Float(-1e6, 1e6)
+#: One online problem: the gradient is ``large`` once every ``period`` steps, else ``small``.
+VARIANT = Record(
+    required={
+        "name": Text(),
+        "large": _POSITION,
+        "small": _POSITION,
+        "period": Int(2, 1_000_000),
+        "beta1": BETA,
+        "beta2": BETA,
+        "lr": Record(required={schedule: LEARNING_RATE for schedule in SCHEDULES}),
+        "steps": Int(1, 10_000_000),
+    }
+)
+
+
+@dataclass(frozen=True)
+class AmsgradConfig(ExperimentConfig):
+    """The settings of ``amsgrad``: the online problems (``variants``, distinct names) and
+    the learning-rate schedules to run each with."""
+
+    experiment: ClassVar[str] = "amsgrad"
+
+    variants: Annotated[list[dict[str, Any]], ListOf(VARIANT, max_length=20)]
+    schedules: Annotated[list[str], ListOf(Choice(SCHEDULES), unique=True)]
+    seeds: Annotated[int, SEEDS]
+
+    def check_together(self) -> None:
+        names = [v["name"] for v in self.variants]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise SettingError(
+                f"setting 'variants': each variant needs its own name; "
+                f"repeated: {', '.join(repeated)}"
+            )
+
+
+def configure(quick: bool) -> AmsgradConfig:
     theorem_c = 3.0
-    return {
-        "variants": [
+    return AmsgradConfig(
+        variants=[
             {
                 # Theorem 1 with C = 3: beta2 = 1 / (1 + C^2) = 0.1.
                 "name": "theorem",
@@ -76,9 +127,9 @@ def configure(quick: bool) -> dict[str, Any]:
                 "steps": 10000 if quick else 100000,
             },
         ],
-        "schedules": list(SCHEDULES),
-        "seeds": 1,
-    }
+        schedules=list(SCHEDULES),
+        seeds=1,
+    )
 
 
 def gradient(variant: dict[str, Any], t: int) -> float:

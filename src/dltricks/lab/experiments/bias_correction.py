@@ -23,30 +23,59 @@ size of a step is the mean over coordinates of ``|theta_t - theta_{t-1}|``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import matplotlib.pyplot as plt
 import torch
 
 from dltricks.lab.context import RunContext
 from dltricks.lab.registry import Experiment, register
+from dltricks.lab.settings import (
+    BETA,
+    LEARNING_RATE,
+    SEEDS,
+    Choice,
+    ExperimentConfig,
+    Float,
+    Int,
+    ListOf,
+)
 from dltricks.optim import Adam, ChainOptimizer, chain, ratio
 from dltricks.optim.blocks import ema, ema_of_squares, root, scale_by_learning_rate
 
 
-def configure(quick: bool) -> dict[str, Any]:
-    return {
-        "beta2s": [0.99, 0.999, 0.9999],
-        "beta1": 0.9,
-        "lr": 1e-3,
-        "eps": 1e-8,
-        "steps": 50 if quick else 200,
-        "problems": ["constant", "noisy"],
-        "noise": 0.5,
-        "dim": 100 if quick else 1000,
-        "seeds": 1,
-    }
+@dataclass(frozen=True)
+class BiasCorrectionConfig(ExperimentConfig):
+    """The settings of ``bias-correction``; ``dim`` coordinates per parameter (memory:
+    ``4 * dim`` bytes per tensor, so at most 10^7)."""
+
+    experiment: ClassVar[str] = "bias-correction"
+
+    beta2s: Annotated[list[float], ListOf(BETA, unique=True)]
+    beta1: Annotated[float, BETA]
+    lr: Annotated[float, LEARNING_RATE]
+    eps: Annotated[float, Float(0.0, 1.0, low_open=True)]
+    steps: Annotated[int, Int(1, 1_000_000)]
+    problems: Annotated[list[str], ListOf(Choice(("constant", "noisy")), unique=True)]
+    noise: Annotated[float, Float(0.0, 1e3)]
+    dim: Annotated[int, Int(1, 10_000_000)]
+    seeds: Annotated[int, SEEDS]
+
+
+def configure(quick: bool) -> BiasCorrectionConfig:
+    return BiasCorrectionConfig(
+        beta2s=[0.99, 0.999, 0.9999],
+        beta1=0.9,
+        lr=1e-3,
+        eps=1e-8,
+        steps=50 if quick else 200,
+        problems=["constant", "noisy"],
+        noise=0.5,
+        dim=100 if quick else 1000,
+        seeds=1,
+    )
 
 
 def first_step_formula(lr: float, beta1: float, beta2: float) -> float:

@@ -5,41 +5,75 @@ training accuracy falls as layers are added and collapses around 9-10 layers on 
 ReLU deep networks train. The cause is the vanishing gradient: sigmoid's derivative is at most
 1/4, so the gradient shrinks layer by layer toward the input.
 
-Setup: one MLP per (activation, depth, seed), all trained with the same plain SGD settings and
-the same number of steps; depth counts hidden layers. Each activation gets its recommended
-initialisation (Xavier for sigmoid/tanh, He for ReLU, LeCun normal for SELU) unless the
+Setup: one MLP per (activation, depth, seed), all trained with the same optimizer settings
+(plain SGD unless the ``optimizer`` setting names another) and the same number of steps;
+depth counts hidden layers. Each activation gets its recommended initialisation (Xavier for
+sigmoid/tanh, He for ReLU, LeCun normal for SELU) unless the
 ``init`` setting says otherwise.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar
 
 import matplotlib.pyplot as plt
 import torch
 
 from dltricks.lab.context import RunContext
 from dltricks.lab.registry import Experiment, register
+from dltricks.lab.settings import (
+    ACTIVATION,
+    BATCH_SIZE,
+    DATASET,
+    DEPTH,
+    EPOCHS,
+    INIT,
+    LEARNING_RATE,
+    OPTIMIZER,
+    SEEDS,
+    WIDTH,
+    ExperimentConfig,
+    ListOf,
+)
+from dltricks.lab.training import divergence, make_optimizer
 from dltricks.nn import MLP
-from dltricks.optim import SGD
 from dltricks.train import TrainConfig, fit
 
 CHANCE_MARGIN = 0.15
 
 
-def configure(quick: bool) -> dict[str, Any]:
-    return {
-        "dataset": "digits" if quick else "mnist1d",
-        "activations": ["sigmoid", "relu", "tanh", "selu"],
-        "depths": list(range(1, 11)),
-        "width": 64 if quick else 128,
-        "init": "auto",
-        "optimizer": "SGD",
-        "lr": 0.1,
-        "batch_size": 64,
-        "epochs": 20 if quick else 30,
-        "seeds": 2 if quick else 3,
-    }
+@dataclass(frozen=True)
+class DepthConfig(ExperimentConfig):
+    """The settings of ``depth``; ``init`` ``auto`` gives each activation its recommended one."""
+
+    experiment: ClassVar[str] = "depth"
+
+    dataset: Annotated[str, DATASET]
+    activations: Annotated[list[str], ListOf(ACTIVATION, unique=True)]
+    depths: Annotated[list[int], ListOf(DEPTH, unique=True)]
+    width: Annotated[int, WIDTH]
+    init: Annotated[str, INIT]
+    optimizer: Annotated[str, OPTIMIZER]
+    lr: Annotated[float, LEARNING_RATE]
+    batch_size: Annotated[int, BATCH_SIZE]
+    epochs: Annotated[int, EPOCHS]
+    seeds: Annotated[int, SEEDS]
+
+
+def configure(quick: bool) -> DepthConfig:
+    return DepthConfig(
+        dataset="digits" if quick else "mnist1d",
+        activations=["sigmoid", "relu", "tanh", "selu"],
+        depths=list(range(1, 11)),
+        width=64 if quick else 128,
+        init="auto",
+        optimizer="SGD",
+        lr=0.1,
+        batch_size=64,
+        epochs=20 if quick else 30,
+        seeds=2 if quick else 3,
+    )
 
 
 def _train_one(ctx: RunContext, activation: str, depth: int, seed: int) -> dict[str, Any]:
@@ -57,13 +91,14 @@ def _train_one(ctx: RunContext, activation: str, depth: int, seed: int) -> dict[
     )
     result = fit(
         model,
-        lambda params: SGD(params, lr=cfg["lr"]),
+        lambda params: make_optimizer(cfg["optimizer"], params, cfg["lr"]),
         data,
         TrainConfig(epochs=cfg["epochs"], batch_size=cfg["batch_size"], seed=seed),
         device=ctx.device,
         progress=False,
     )
     return {
+        **divergence(result),
         "train_accuracy": result.final.train_accuracy,
         "test_accuracy": result.final.test_accuracy,
         "train_loss": result.final.train_loss,
@@ -110,7 +145,7 @@ def _plot(ctx: RunContext, records: list[dict[str, Any]], chance: float) -> None
     axes[1].legend(title="activation")
     fig.suptitle(
         f"Deeper is not better for sigmoid: {cfg['dataset']}, width {cfg['width']}, "
-        f"SGD lr {cfg['lr']}, {cfg['epochs']} epochs, {len(ctx.seeds)} seeds"
+        f"{cfg['optimizer']} lr {cfg['lr']}, {cfg['epochs']} epochs, {len(ctx.seeds)} seeds"
     )
     ctx.save_figure(fig, "depth_accuracy")
     plt.close(fig)
@@ -140,7 +175,12 @@ def run(ctx: RunContext) -> dict[str, Any]:
         else f"{a} stays above {threshold:.0%} at every depth up to {max(cfg['depths'])}"
         for a, d in collapse.items()
     ]
+    diverged = sum(1 for r in records if r["diverged"])
+    if diverged:
+        parts.append(f"{diverged} of {len(records)} runs diverged (loss not finite)")
     return {
+        "mean_train_accuracy": sum(r["train_accuracy"] for r in records) / len(records),
+        "diverged_runs": diverged,
         "chance_accuracy": chance,
         "collapse_threshold": threshold,
         "collapse_depth": collapse,
@@ -156,6 +196,7 @@ EXPERIMENT = register(
         source="Hung-yi Lee, Tips for Training DNN (MNIST demo); Glorot & Bengio 2010",
         tricks=("new activation functions",),
         configure=configure,
+        headline="mean_train_accuracy",
         run=run,
     )
 )

@@ -12,7 +12,8 @@ likewise on the way back), 2^-16 at depth 32, while He's factor is exactly 1. SE
 
 Setup: one MLP per (activation+init setting, depth, seed), ``width`` units per hidden layer,
 all Linear layers (output included) initialised with the setting's scheme and zero biases,
-trained with the same plain SGD for the same number of epochs. At init, the RMS
+trained with the same optimizer (plain SGD unless the ``optimizer`` setting names another)
+for the same number of epochs. At init, the RMS
 ``sqrt(mean^2 + std^2)`` of each hidden activation's output over the training split
 (:class:`dltricks.diagnose.ActivationStats`) shows the forward signal through depth.
 """
@@ -21,7 +22,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar
 
 import torch
 from matplotlib.figure import Figure
@@ -30,27 +32,59 @@ from dltricks.data import SplitDataset
 from dltricks.diagnose import ActivationStats
 from dltricks.lab.context import RunContext
 from dltricks.lab.registry import Experiment, register
+from dltricks.lab.settings import (
+    ACTIVATION,
+    BATCH_SIZE,
+    DATASET,
+    DEPTH,
+    EPOCHS,
+    INIT,
+    LEARNING_RATE,
+    OPTIMIZER,
+    SEEDS,
+    WIDTH,
+    ExperimentConfig,
+    ListOf,
+    Pair,
+)
 from dltricks.lab.stats import finite_mean
+from dltricks.lab.training import divergence, make_optimizer
 from dltricks.nn import MLP
-from dltricks.optim import SGD
 from dltricks.train import TrainConfig, fit
 
 # A run whose training loss stays above this share of chance-level loss ln(C) has stalled.
 STALL_SHARE = 0.95
 
 
-def configure(quick: bool) -> dict[str, Any]:
-    return {
-        "dataset": "digits" if quick else "mnist1d",
-        "settings": [["relu", "xavier"], ["relu", "he"], ["selu", "lecun"]],
-        "depths": [16, 32],
-        "width": 64 if quick else 128,
-        "optimizer": "SGD",
-        "lr": 0.01,
-        "batch_size": 64,
-        "epochs": 30,
-        "seeds": 2 if quick else 3,
-    }
+@dataclass(frozen=True)
+class InitDepthConfig(ExperimentConfig):
+    """The settings of ``init``; ``settings`` lists [activation, init scheme] pairs."""
+
+    experiment: ClassVar[str] = "init"
+
+    dataset: Annotated[str, DATASET]
+    settings: Annotated[list[list[str]], ListOf(Pair(ACTIVATION, INIT), unique=True)]
+    depths: Annotated[list[int], ListOf(DEPTH, unique=True)]
+    width: Annotated[int, WIDTH]
+    optimizer: Annotated[str, OPTIMIZER]
+    lr: Annotated[float, LEARNING_RATE]
+    batch_size: Annotated[int, BATCH_SIZE]
+    epochs: Annotated[int, EPOCHS]
+    seeds: Annotated[int, SEEDS]
+
+
+def configure(quick: bool) -> InitDepthConfig:
+    return InitDepthConfig(
+        dataset="digits" if quick else "mnist1d",
+        settings=[["relu", "xavier"], ["relu", "he"], ["selu", "lecun"]],
+        depths=[16, 32],
+        width=64 if quick else 128,
+        optimizer="SGD",
+        lr=0.01,
+        batch_size=64,
+        epochs=30,
+        seeds=2 if quick else 3,
+    )
 
 
 def _signal_rms(model: MLP, data: SplitDataset) -> list[float]:
@@ -87,13 +121,14 @@ def _train_one(
     result = fit(
         model,
         # A diverged run is a result here, not an error: let the trainer stop it.
-        lambda params: SGD(params, lr=cfg["lr"], nonfinite="ignore"),
+        lambda params: make_optimizer(cfg["optimizer"], params, cfg["lr"]),
         data,
         TrainConfig(epochs=cfg["epochs"], batch_size=cfg["batch_size"], seed=seed),
         device=ctx.device,
         progress=False,
     )
     return {
+        **divergence(result),
         "init_signal_rms": rms,
         "train_loss": result.final.train_loss,
         "train_accuracy": result.final.train_accuracy,
@@ -148,7 +183,8 @@ def _plot_training(ctx: RunContext, records: list[dict[str, Any]], chance_loss: 
     axes[0][-1].legend(title="activation + init", fontsize=8)
     fig.suptitle(
         f"Initialisation at depth (He et al. 2015): {cfg['dataset']}, width {cfg['width']}, "
-        f"SGD lr {cfg['lr']}, batch {cfg['batch_size']}; thick: mean of {len(ctx.seeds)} seeds, "
+        f"{cfg['optimizer']} lr {cfg['lr']}, batch {cfg['batch_size']}; "
+        f"thick: mean of {len(ctx.seeds)} seeds, "
         "thin: single seeds",
         fontsize=10,
     )
@@ -248,7 +284,13 @@ def run(ctx: RunContext) -> dict[str, Any]:
         f"After {cfg['epochs']} epochs (chance loss ln {data.n_classes} = {chance_loss:.2f}; "
         f"stalled = loss above {STALL_SHARE:.0%} of it), " + " | ".join(parts) + "."
     )
-    return {"outcome": outcome, "chance_loss": chance_loss, "finding": finding}
+    return {
+        "outcome": outcome,
+        "mean_train_loss": finite_mean([r["train_loss"] for r in records]),
+        "diverged_runs": sum(1 for r in records if r["diverged"]),
+        "chance_loss": chance_loss,
+        "finding": finding,
+    }
 
 
 EXPERIMENT = register(
@@ -260,6 +302,7 @@ EXPERIMENT = register(
         "Hung-yi Lee, Tips for Training DNN",
         tricks=("new activation functions",),
         configure=configure,
+        headline="mean_train_loss",
         run=run,
     )
 )

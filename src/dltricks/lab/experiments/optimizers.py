@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar
 
 import matplotlib.pyplot as plt
 import torch
@@ -38,6 +39,22 @@ from dltricks.data import SplitDataset
 from dltricks.lab.compare import Comparison, OptimizerSpec, compare_optimizers, half_decades
 from dltricks.lab.context import RunContext
 from dltricks.lab.registry import Experiment, register
+from dltricks.lab.settings import (
+    BATCH_SIZE,
+    DATASET,
+    DEPTH,
+    EPOCHS,
+    FRACTION,
+    LEARNING_RATE,
+    SEEDS,
+    WIDTH,
+    Choice,
+    ExperimentConfig,
+    Float,
+    ListOf,
+    MapOf,
+    SettingError,
+)
 from dltricks.nn import MLP
 from dltricks.optim import SGD, Adadelta, Adagrad, Adam, AdamW, Lion, Momentum, RMSprop
 from dltricks.train import TrainConfig
@@ -75,22 +92,55 @@ GRIDS: dict[str, tuple[float, ...]] = {
 MODEL_LABELS = {"logistic": "logistic regression", "mlp": "MLP with dropout"}
 
 
-def configure(quick: bool) -> dict[str, Any]:
-    return {
-        "dataset": "digits" if quick else "mnist1d",
-        "models": ["logistic", "mlp"],
-        "optimizers": list(OPTIMIZERS),
-        "grids": {name: list(grid) for name, grid in GRIDS.items()},
-        "mlp_width": 64 if quick else 128,
-        "mlp_depth": 2,
-        "dropout": 0.2,
-        "epochs": 20 if quick else 30,
-        "batch_size": 128 if quick else 100,
-        "select_by": "final",
-        "tolerance": 0.1,
-        "tune_seeds": 1 if quick else 2,
-        "seeds": 3 if quick else 5,
-    }
+@dataclass(frozen=True)
+class OptimizersConfig(ExperimentConfig):
+    """The settings of ``optimizers``; ``grids`` holds a learning-rate grid for every name in
+    ``optimizers``."""
+
+    experiment: ClassVar[str] = "optimizers"
+
+    dataset: Annotated[str, DATASET]
+    models: Annotated[list[str], ListOf(Choice(tuple(MODEL_LABELS)), unique=True)]
+    optimizers: Annotated[list[str], ListOf(Choice(tuple(OPTIMIZERS)), unique=True)]
+    grids: Annotated[
+        dict[str, list[float]],
+        MapOf(Choice(tuple(OPTIMIZERS)), ListOf(LEARNING_RATE, max_length=50, unique=True)),
+    ]
+    mlp_width: Annotated[int, WIDTH]
+    mlp_depth: Annotated[int, DEPTH]
+    dropout: Annotated[float, FRACTION]
+    epochs: Annotated[int, EPOCHS]
+    batch_size: Annotated[int, BATCH_SIZE]
+    select_by: Annotated[str, Choice(("final", "best"))]
+    tolerance: Annotated[float, Float(0.0, 10.0, low_open=True)]
+    tune_seeds: Annotated[int, SEEDS]
+    seeds: Annotated[int, SEEDS]
+
+    def check_together(self) -> None:
+        missing = [name for name in self.optimizers if name not in self.grids]
+        if missing:
+            raise SettingError(
+                f"setting 'grids': no learning-rate grid for "
+                f"{', '.join(missing)}; give one for every optimizer in 'optimizers'"
+            )
+
+
+def configure(quick: bool) -> OptimizersConfig:
+    return OptimizersConfig(
+        dataset="digits" if quick else "mnist1d",
+        models=["logistic", "mlp"],
+        optimizers=list(OPTIMIZERS),
+        grids={name: list(grid) for name, grid in GRIDS.items()},
+        mlp_width=64 if quick else 128,
+        mlp_depth=2,
+        dropout=0.2,
+        epochs=20 if quick else 30,
+        batch_size=128 if quick else 100,
+        select_by="final",
+        tolerance=0.1,
+        tune_seeds=1 if quick else 2,
+        seeds=3 if quick else 5,
+    )
 
 
 def dataset_name(ctx: RunContext) -> str:
@@ -164,7 +214,8 @@ def _plot(ctx: RunContext, comparisons: dict[str, Comparison], dataset: str) -> 
     for ax, kind in zip(axes[0], kinds, strict=True):
         comparisons[kind].plot_curves(ax)
         ax.set_title(_model_title(kind, cfg))
-        ax.legend(fontsize=7, ncol=2)
+        if ax.get_legend_handles_labels()[0]:  # no curve at all when every rate diverged
+            ax.legend(fontsize=7, ncol=2)
     fig.suptitle(f"Training loss at each optimizer's tuned learning rate\n{protocol}", fontsize=10)
     ctx.save_figure(fig, "optimizers_curves")
     plt.close(fig)
@@ -254,6 +305,8 @@ def _adam_clause(s: dict[str, Any], rank_key: str, value: str, n: int) -> str:
 def _sentence(kind: str, s: dict[str, Any], n: int) -> str:
     train, test = s["final_train_loss"], s["test_accuracy"]
     best_train, best_test = s["best_train_loss"], s["best_test_accuracy"]
+    if best_train is None and best_test is None:
+        return f"{MODEL_LABELS.get(kind, kind)}: every learning rate of every optimizer diverged"
     parts = [f"{MODEL_LABELS.get(kind, kind)}: lowest training loss {best_train} "]
     parts[0] += f"({train[best_train][0]:.3g})" if best_train is not None else ""
     if "Adam" in train:
@@ -333,7 +386,9 @@ def run(ctx: RunContext) -> dict[str, Any]:
         + ". ".join(_sentence(kind, s, len(specs)) for kind, s in models.items())
         + "."
     )
+    diverged = [r for r in ctx.records if r.get("diverged")]
     return {
+        "diverged_runs": len(diverged),
         "dataset": dataset,
         "models": models,
         "tables": {kind: c.to_markdown() for kind, c in comparisons.items()},

@@ -11,8 +11,9 @@ the loss is to push ``h`` to 0. They saw the top layer desaturate slowly around 
 with the normalized ("Xavier") init ``U(+-sqrt(6 / (n_in + n_out)))`` the effect is weaker.
 
 Setup: one MLP per (init, seed): ``depth`` sigmoid hidden layers of ``width`` units, trained
-with plain SGD (mini-batches of ``batch_size``, as the paper's 10). Init ``"torch"`` is
-torch's ``nn.Linear`` default ``U(+-1/sqrt(fan_in))`` for the weights, which is the paper's
+with plain SGD unless the ``optimizer`` setting names another (mini-batches of
+``batch_size``, as the paper's 10). Init ``"torch"`` is torch's ``nn.Linear`` default
+``U(+-1/sqrt(fan_in))`` for the weights, which is the paper's
 standard init; biases are then set to 0 as in the paper. Every ``probe_every`` steps a fixed
 probe set (the first ``probe_size`` test examples, 300 in the paper) goes through the net in
 train mode without gradients, and :class:`dltricks.diagnose.ActivationStats` records each
@@ -23,7 +24,8 @@ hidden layer's mean and std over units and examples, and the fraction of outputs
 from __future__ import annotations
 
 import functools
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar
 
 import torch
 from matplotlib.figure import Figure
@@ -32,8 +34,25 @@ from torch import Tensor
 from dltricks.diagnose import ActivationStats
 from dltricks.lab.context import RunContext
 from dltricks.lab.registry import Experiment, register
+from dltricks.lab.settings import (
+    BATCH_SIZE,
+    DATASET,
+    DEPTH,
+    EPOCHS,
+    INIT,
+    LEARNING_RATE,
+    OPTIMIZER,
+    SEEDS,
+    WIDTH,
+    Choice,
+    ExperimentConfig,
+    Float,
+    Int,
+    ListOf,
+)
+from dltricks.lab.stats import finite_mean
+from dltricks.lab.training import divergence, make_optimizer
 from dltricks.nn import MLP
-from dltricks.optim import SGD
 from dltricks.train import Callback, StepContext, TrainConfig, fit
 
 INIT_NAMES = {
@@ -42,22 +61,45 @@ INIT_NAMES = {
 }
 
 
-def configure(quick: bool) -> dict[str, Any]:
-    return {
-        "dataset": "digits" if quick else "mnist1d",
-        "activation": "sigmoid",
-        "depth": 4,
-        "width": 256 if quick else 1000,
-        "inits": ["torch", "xavier"],
-        "optimizer": "SGD",
-        "lr": 0.1,
-        "batch_size": 10,
-        "epochs": 20,
-        "probe_every": 26 if quick else 36,
-        "probe_size": 300,
-        "saturation_eps": 0.1,
-        "seeds": 2,
-    }
+@dataclass(frozen=True)
+class SaturationConfig(ExperimentConfig):
+    """The settings of ``saturation``."""
+
+    experiment: ClassVar[str] = "saturation"
+
+    dataset: Annotated[str, DATASET]
+    # Saturation (outputs near the ends of their range) is defined for bounded activations.
+    activation: Annotated[str, Choice(("sigmoid", "tanh"))]
+    # The top hidden layer is compared with the ones below it: at least two.
+    depth: Annotated[int, Int(2, DEPTH.high)]
+    width: Annotated[int, WIDTH]
+    inits: Annotated[list[str], ListOf(INIT, unique=True)]
+    optimizer: Annotated[str, OPTIMIZER]
+    lr: Annotated[float, LEARNING_RATE]
+    batch_size: Annotated[int, BATCH_SIZE]
+    epochs: Annotated[int, EPOCHS]
+    probe_every: Annotated[int, Int(1, 1_000_000)]
+    probe_size: Annotated[int, Int(1, 100_000)]
+    saturation_eps: Annotated[float, Float(0.0, 0.5, low_open=True, high_open=True)]
+    seeds: Annotated[int, SEEDS]
+
+
+def configure(quick: bool) -> SaturationConfig:
+    return SaturationConfig(
+        dataset="digits" if quick else "mnist1d",
+        activation="sigmoid",
+        depth=4,
+        width=256 if quick else 1000,
+        inits=["torch", "xavier"],
+        optimizer="SGD",
+        lr=0.1,
+        batch_size=10,
+        epochs=20,
+        probe_every=26 if quick else 36,
+        probe_size=300,
+        saturation_eps=0.1,
+        seeds=2,
+    )
 
 
 class _ActivationProbe(Callback):
@@ -115,7 +157,7 @@ def _train_one(ctx: RunContext, init: str, seed: int) -> dict[str, Any]:
     probe.measure(model, 0)
     result = fit(
         model,
-        lambda params: SGD(params, lr=cfg["lr"]),
+        lambda params: make_optimizer(cfg["optimizer"], params, cfg["lr"]),
         data,
         TrainConfig(epochs=cfg["epochs"], batch_size=cfg["batch_size"], seed=seed),
         device=ctx.device,
@@ -124,6 +166,7 @@ def _train_one(ctx: RunContext, init: str, seed: int) -> dict[str, Any]:
     )
     steps_per_epoch = result.steps // max(result.epochs_run, 1)
     return {
+        **divergence(result),
         "steps_per_epoch": steps_per_epoch,
         "probe_epoch": [s / steps_per_epoch for s in probe.steps],
         "layer_mean": probe.mean,
@@ -137,10 +180,11 @@ def _train_one(ctx: RunContext, init: str, seed: int) -> dict[str, Any]:
 
 
 def layer_series(records: list[dict[str, Any]], init: str, key: str) -> list[list[float]]:
-    """``[probe][layer]`` of ``key`` averaged over the seeds of ``init``."""
+    """``[probe][layer]`` of ``key`` averaged over the seeds of ``init`` (over the finite
+    values: a diverged run's probes are NaN, stored as None; NaN where none is finite)."""
     rows = [r[key] for r in records if r["init"] == init]
     return [
-        [sum(row[p][layer] for row in rows) / len(rows) for layer in range(len(rows[0][p]))]
+        [finite_mean([row[p][layer] for row in rows]) for layer in range(len(rows[0][p]))]
         for p in range(len(rows[0]))
     ]
 
@@ -208,7 +252,8 @@ def _plot(ctx: RunContext, records: list[dict[str, Any]]) -> None:
     fig.suptitle(
         f"Activations of a {cfg['depth']}-hidden-layer sigmoid MLP during training "
         f"(Glorot & Bengio 2010, fig. 2): {cfg['dataset']}, width {cfg['width']}, "
-        f"SGD lr {cfg['lr']}, batch {cfg['batch_size']}\nprobe: {cfg['probe_size']} fixed test "
+        f"{cfg['optimizer']} lr {cfg['lr']}, batch {cfg['batch_size']}\n"
+        f"probe: {cfg['probe_size']} fixed test "
         f"examples; mean over {len(ctx.seeds)} seeds; biases initialised to 0",
         fontsize=10,
     )
@@ -242,7 +287,15 @@ def run(ctx: RunContext) -> dict[str, Any]:
             f"between {s['lower_layers_min_mean']:.3f} and {s['lower_layers_max_mean']:.3f}; "
             f"final training accuracy {s['final_train_accuracy']:.2f}"
         )
-    return {"per_init": per_init, "finding": "; ".join(parts) + "."}
+    diverged = sum(1 for r in records if r["diverged"])
+    if diverged:
+        parts.append(f"{diverged} of {len(records)} runs diverged (loss not finite)")
+    return {
+        "per_init": per_init,
+        "mean_train_accuracy": sum(r["train_accuracy"] for r in records) / len(records),
+        "diverged_runs": diverged,
+        "finding": "; ".join(parts) + ".",
+    }
 
 
 EXPERIMENT = register(
@@ -254,6 +307,7 @@ EXPERIMENT = register(
         "feedforward neural networks (fig. 2); Hung-yi Lee, Tips for Training DNN",
         tricks=("new activation functions",),
         configure=configure,
+        headline="mean_train_accuracy",
         run=run,
     )
 )

@@ -15,10 +15,19 @@ the seed is recorded but nothing is random.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar
 
 from dltricks.lab.context import RunContext
 from dltricks.lab.registry import Experiment, register
+from dltricks.lab.settings import (
+    BETA,
+    SEEDS,
+    Choice,
+    ExperimentConfig,
+    Float,
+    ListOf,
+)
 from dltricks.surfaces.experiment import (
     SURFACES_IN_EXPERIMENT,
     THEORY_KAPPAS,
@@ -29,13 +38,26 @@ from dltricks.surfaces.experiment import (
 from dltricks.surfaces.tuning import default_optimizers
 
 
-def configure(quick: bool) -> dict[str, Any]:
-    return {
-        "surfaces": list(SURFACES_IN_EXPERIMENT),
-        "momentum_grid": [0.9] if quick else [0.5, 0.9, 0.99],
-        "theory_kappas": list(THEORY_KAPPAS),
-        "seeds": 1,
-    }
+@dataclass(frozen=True)
+class SurfacesConfig(ExperimentConfig):
+    """The settings of ``surfaces``: which surfaces, the momentum values every momentum
+    optimizer is tuned over, and the condition numbers of the theory checks."""
+
+    experiment: ClassVar[str] = "surfaces"
+
+    surfaces: Annotated[list[str], ListOf(Choice(SURFACES_IN_EXPERIMENT), unique=True)]
+    momentum_grid: Annotated[list[float], ListOf(BETA, max_length=20, unique=True)]
+    theory_kappas: Annotated[list[float], ListOf(Float(1.0, 1e6), max_length=20, unique=True)]
+    seeds: Annotated[int, SEEDS]
+
+
+def configure(quick: bool) -> SurfacesConfig:
+    return SurfacesConfig(
+        surfaces=list(SURFACES_IN_EXPERIMENT),
+        momentum_grid=[0.9] if quick else [0.5, 0.9, 0.99],
+        theory_kappas=list(THEORY_KAPPAS),
+        seeds=1,
+    )
 
 
 def run(ctx: RunContext) -> dict[str, Any]:

@@ -14,7 +14,8 @@ recommended init (Xavier for sigmoid/tanh, He for ReLU, LeCun normal for SELU). 
 norms ``||dL/dW_l||`` of every Linear layer (hidden layers, then the output layer) are
 measured with :class:`dltricks.diagnose.GradientNorms` on one full-batch backward pass over
 the training split (train mode, loss = mean cross-entropy), once at initialisation (stage
-``"init"``) and once after training with plain SGD for ``epochs`` epochs (stage
+``"init"``) and once after training for ``epochs`` epochs with plain SGD, or the optimizer the
+``optimizer`` setting names (stage
 ``"trained"``). The vanishing ratio is the first Linear layer's norm over the last one's.
 The same forward pass records each hidden activation's mean and std
 (:class:`dltricks.diagnose.ActivationStats`).
@@ -24,7 +25,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar
 
 import torch
 import torch.nn.functional as F  # noqa: N812 (torch convention)
@@ -34,27 +36,59 @@ from dltricks.data import SplitDataset
 from dltricks.diagnose import ActivationStats, GradientNorms
 from dltricks.lab.context import RunContext
 from dltricks.lab.registry import Experiment, register
-from dltricks.lab.stats import mean
+from dltricks.lab.settings import (
+    ACTIVATION,
+    BATCH_SIZE,
+    DATASET,
+    DEPTH,
+    EPOCHS,
+    INIT,
+    LEARNING_RATE,
+    OPTIMIZER,
+    SEEDS,
+    WIDTH,
+    ExperimentConfig,
+    ListOf,
+)
+from dltricks.lab.stats import finite_mean
+from dltricks.lab.training import divergence, make_optimizer
 from dltricks.nn import MLP
-from dltricks.optim import SGD
 from dltricks.train import TrainConfig, fit
 
 STAGES: tuple[str, ...] = ("init", "trained")
 
 
-def configure(quick: bool) -> dict[str, Any]:
-    return {
-        "dataset": "digits" if quick else "mnist1d",
-        "activations": ["sigmoid", "tanh", "relu", "selu"],
-        "depth": 10,
-        "width": 64 if quick else 128,
-        "init": "auto",
-        "optimizer": "SGD",
-        "lr": 0.1,
-        "batch_size": 64,
-        "epochs": 10 if quick else 20,
-        "seeds": 2 if quick else 3,
-    }
+@dataclass(frozen=True)
+class VanishingConfig(ExperimentConfig):
+    """The settings of ``vanishing``."""
+
+    experiment: ClassVar[str] = "vanishing"
+
+    dataset: Annotated[str, DATASET]
+    activations: Annotated[list[str], ListOf(ACTIVATION, unique=True)]
+    depth: Annotated[int, DEPTH]
+    width: Annotated[int, WIDTH]
+    init: Annotated[str, INIT]
+    optimizer: Annotated[str, OPTIMIZER]
+    lr: Annotated[float, LEARNING_RATE]
+    batch_size: Annotated[int, BATCH_SIZE]
+    epochs: Annotated[int, EPOCHS]
+    seeds: Annotated[int, SEEDS]
+
+
+def configure(quick: bool) -> VanishingConfig:
+    return VanishingConfig(
+        dataset="digits" if quick else "mnist1d",
+        activations=["sigmoid", "tanh", "relu", "selu"],
+        depth=10,
+        width=64 if quick else 128,
+        init="auto",
+        optimizer="SGD",
+        lr=0.1,
+        batch_size=64,
+        epochs=10 if quick else 20,
+        seeds=2 if quick else 3,
+    )
 
 
 def _build(ctx: RunContext, data: SplitDataset, activation: str, seed: int) -> MLP:
@@ -99,13 +133,14 @@ def _unit(ctx: RunContext, activation: str, seed: int, stage: str) -> dict[str, 
     if stage == "trained":
         result = fit(
             model,
-            lambda params: SGD(params, lr=cfg["lr"]),
+            lambda params: make_optimizer(cfg["optimizer"], params, cfg["lr"]),
             data,
             TrainConfig(epochs=cfg["epochs"], batch_size=cfg["batch_size"], seed=seed),
             device=ctx.device,
             progress=False,
         )
         extra = {
+            **divergence(result),
             "steps": result.steps,
             "train_accuracy": result.final.train_accuracy,
             "test_accuracy": result.final.test_accuracy,
@@ -115,9 +150,10 @@ def _unit(ctx: RunContext, activation: str, seed: int, stage: str) -> dict[str, 
     return {**_probe(model, data), **extra}
 
 
-def geometric_mean(values: list[float]) -> float:
-    """``exp(mean(log v))``: the average of ratios spanning orders of magnitude."""
-    positive = [v for v in values if v > 0.0 and math.isfinite(v)]
+def geometric_mean(values: list[float | None]) -> float:
+    """``exp(mean(log v))``: the average of ratios spanning orders of magnitude, over the
+    positive finite values (a diverged run's are NaN, stored as None)."""
+    positive = [v for v in values if v is not None and v > 0.0 and math.isfinite(v)]
     if not positive:
         return float("nan")
     return math.exp(sum(math.log(v) for v in positive) / len(positive))
@@ -138,7 +174,7 @@ def _plot_gradients(ctx: RunContext, records: list[dict[str, Any]], steps: int) 
     cfg = ctx.config
     fig = Figure(figsize=(11.5, 4.4))
     axes = fig.subplots(1, 2, sharey=True)
-    titles = {"init": "at initialisation", "trained": f"after {steps} SGD steps"}
+    titles = {"init": "at initialisation", "trained": f"after {steps} {cfg['optimizer']} steps"}
     labels = _legend_labels(cfg)
     for ax, stage in zip(axes, STAGES, strict=True):
         for i, activation in enumerate(cfg["activations"]):
@@ -162,7 +198,7 @@ def _plot_gradients(ctx: RunContext, records: list[dict[str, Any]], steps: int) 
     axes[1].legend(title="activation (init)")
     fig.suptitle(
         f"Per-layer gradient norms, {cfg['depth']}-hidden-layer MLP, width {cfg['width']}, "
-        f"{cfg['dataset']}; SGD lr {cfg['lr']}, batch {cfg['batch_size']}, "
+        f"{cfg['dataset']}; {cfg['optimizer']} lr {cfg['lr']}, batch {cfg['batch_size']}, "
         f"{len(ctx.seeds)} seeds",
         fontsize=10,
     )
@@ -228,8 +264,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
     # Self-normalisation: the last hidden layer's output statistics at init.
     last_stats = {
         a: {
-            "mean": mean([r["activation_mean"][-1] for r in records if _is(r, a, "init")]),
-            "std": mean([r["activation_std"][-1] for r in records if _is(r, a, "init")]),
+            "mean": finite_mean([r["activation_mean"][-1] for r in records if _is(r, a, "init")]),
+            "std": finite_mean([r["activation_std"][-1] for r in records if _is(r, a, "init")]),
         }
         for a in cfg["activations"]
     }
@@ -250,7 +286,13 @@ def run(ctx: RunContext) -> dict[str, Any]:
         finding += (
             f"; SELU's last hidden layer at init has mean {s['mean']:.2f} and std {s['std']:.2f}"
         )
+    trained = [r for r in records if r["stage"] == "trained"]
+    diverged = sum(1 for r in trained if r["diverged"])
+    if diverged:
+        finding += f"; {diverged} of {len(trained)} training runs diverged (loss not finite)"
     return {
+        "mean_train_accuracy": sum(r["train_accuracy"] for r in trained) / max(len(trained), 1),
+        "diverged_runs": diverged,
         "vanishing_ratio": ratios,
         "last_hidden_activation": last_stats,
         "steps": steps,
@@ -271,6 +313,7 @@ EXPERIMENT = register(
         "He et al. 2015; Klambauer et al. 2017",
         tricks=("new activation functions",),
         configure=configure,
+        headline="mean_train_accuracy",
         run=run,
     )
 )
