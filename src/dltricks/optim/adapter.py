@@ -41,6 +41,7 @@ from dltricks.optim.grads import params_with_grad
 from dltricks.optim.validation import (
     check_betas,
     check_flag,
+    check_implementation_flags,
     check_non_negative,
     check_unit_interval,
 )
@@ -97,6 +98,11 @@ class ComposedOptimizer(Optimizer):
 
     ``torch.optim.SGD`` keeps no ``step``; :class:`~dltricks.optim.SGD` sets 1.0 so that torch's
     SGD checkpoints load (its chain reads ``t`` only to tell the first step from the others)."""
+    flag_defaults: ClassVar[Mapping[str, Any]] = {"differentiable": False}
+    """The group entries that an older state_dict may lack, with the value a group lacking one
+    gets on load, deepcopy and unpickle: the flags the torch namesake's ``__setstate__`` fills
+    in (``maximize``, ``foreach``, ``capturable``, ...), and ``differentiable``, which
+    ``torch.optim.Optimizer.__setstate__`` adds to every optimizer's ``defaults``."""
 
     def __init__(
         self,
@@ -117,6 +123,9 @@ class ComposedOptimizer(Optimizer):
         self.skipped_steps = 0
         self._flat: FlatPath | None = None
         self._chains: dict[tuple[Any, ...], Transform] = {}
+        # Hyperparameters first, as torch checks them: Adam(None, lr=-1) is a ValueError
+        # about lr, not a TypeError about params.
+        self.validate_group(defaults)
         super().__init__(params, defaults)
 
     # -- what subclasses provide ---------------------------------------------------------
@@ -136,8 +145,10 @@ class ComposedOptimizer(Optimizer):
         """Raise ValueError naming the first invalid hyperparameter of ``group``.
 
         Checks the entries the class declares in :attr:`non_negative`, ``betas`` (each in
-        [0, 1)) when the group has them, :attr:`unit_interval` and :attr:`flags`; subclasses
-        add rules that tie entries together.
+        [0, 1)) when the group has them, :attr:`unit_interval`, :attr:`flags` and torch's
+        implementation flags (``foreach``, ``fused``, ``capturable``, ``differentiable``: see
+        :func:`~dltricks.optim.validation.check_implementation_flags`); subclasses add rules
+        that tie entries together.
         """
         for name in self.non_negative:
             check_non_negative(name, group[name])
@@ -147,6 +158,7 @@ class ComposedOptimizer(Optimizer):
             check_unit_interval(name, group[name], include_one=True)
         for name in self.flags:
             check_flag(name, group[name])
+        check_implementation_flags(group, type(self).__name__)
 
     # -- torch.optim contract ------------------------------------------------------------
 
@@ -363,13 +375,15 @@ class ComposedOptimizer(Optimizer):
                     f"param group {gi} of the loaded state_dict has {len(ids)} parameters, "
                     f"this {name}'s has {len(current['params'])}"
                 )
-            missing = [key for key in self.defaults if key not in saved]
+            # As torch: a flag that an older version did not save gets its default.
+            fillable = self.flag_defaults
+            missing = [key for key in self.defaults if key not in saved and key not in fillable]
             if missing:
                 raise ValueError(
                     f"param group {gi} of the loaded state_dict lacks {', '.join(missing)}: "
                     f"it was saved by another optimizer than {name}"
                 )
-            group = {**saved, "params": current["params"]}
+            group = {**fillable, **saved, "params": current["params"]}
             try:
                 self.validate_group(group)
             except ValueError as error:
@@ -501,6 +515,24 @@ class ComposedOptimizer(Optimizer):
             _flat=None,
         )
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """What torch's optimizers do on load, deepcopy and unpickle: fill the flags that an
+        older state lacks with their defaults (:attr:`flag_defaults`) and turn a step count
+        saved as a number (torch < 1.12) into a tensor."""
+        super().__setstate__(state)
+        self.__dict__.setdefault("nonfinite", "raise")
+        self.__dict__.setdefault("fast", None)
+        self.__dict__.setdefault("skipped_steps", 0)
+        self.__dict__.setdefault("_chains", {})
+        self.__dict__.setdefault("_flat", None)
+        for group in self.param_groups:
+            for key, value in self.flag_defaults.items():
+                group.setdefault(key, value)
+            for p in group["params"]:
+                entry = self.state.get(p)
+                if entry and "step" in entry and not isinstance(entry["step"], Tensor):
+                    entry["step"] = torch.tensor(float(entry["step"]), dtype=torch.float32)
 
     # -- internals -----------------------------------------------------------------------
 
