@@ -24,6 +24,7 @@ not elementwise or fail to compile (with a RuntimeWarning), and steps inside an 
 
 from __future__ import annotations
 
+import math
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -55,6 +56,15 @@ NonFinitePolicy = Literal["raise", "skip", "ignore"]
 DerivedOption = Callable[[Mapping[str, Any]], Any]
 """A structural option computed from a param group (see ``derived_options``)."""
 NONFINITE_POLICIES: tuple[str, ...] = ("raise", "skip", "ignore")
+NON_NEGATIVE_STATE: tuple[str, ...] = (
+    "exp_avg_sq",
+    "max_exp_avg_sq",
+    "sum",
+    "square_avg",
+    "acc_delta",
+    "exp_inf",
+)
+"""The state names of second moments and norms (Adam, Adagrad, RMSprop, Adadelta, Adamax)."""
 
 
 class NonFiniteGradientError(FloatingPointError):
@@ -103,6 +113,9 @@ class ComposedOptimizer(Optimizer):
     gets on load, deepcopy and unpickle: the flags the torch namesake's ``__setstate__`` fills
     in (``maximize``, ``foreach``, ``capturable``, ...), and ``differentiable``, which
     ``torch.optim.Optimizer.__setstate__`` adds to every optimizer's ``defaults``."""
+    non_negative_state: ClassVar[tuple[str, ...]] = NON_NEGATIVE_STATE
+    """State entries that are sums or averages of squares (or of magnitudes), so never
+    negative: a loaded negative one is refused (its root would be NaN)."""
 
     def __init__(
         self,
@@ -346,7 +359,8 @@ class ComposedOptimizer(Optimizer):
             self._optimizer_load_state_dict_pre_hooks = hooks
         if self.implied_step is not None:
             for entry in self.state.values():
-                if entry and "step" not in entry:
+                # A post-hook may keep other things in the state: only fix a param's dict.
+                if isinstance(entry, dict) and entry and "step" not in entry:
                     entry["step"] = torch.tensor(self.implied_step, dtype=torch.float32)
 
     def _check_loadable(self, state_dict: Any) -> None:
@@ -429,6 +443,7 @@ class ComposedOptimizer(Optimizer):
             if not isinstance(value, Tensor):
                 # Old torch checkpoints keep "step" as a number.
                 if key == "step" and isinstance(value, int | float) and not isinstance(value, bool):
+                    _check_step_count(float(value), where)
                     continue
                 raise ValueError(
                     f"state {key!r} of {where} is a {type(value).__name__}, not a tensor"
@@ -448,6 +463,27 @@ class ComposedOptimizer(Optimizer):
                     f"state {key!r} of {where} has shape {tuple(value.shape)}, expected {wanted}: "
                     "was it saved for another model?"
                 )
+            self._check_state_values(key, value, where)
+
+    def _check_state_values(self, key: str, value: Tensor, where: str) -> None:
+        """Refuse values no step could have produced: they would turn the parameters into
+        NaN at the next step (and, on the fast path, a NaN step count breaks every later
+        step). One read of each loaded tensor."""
+        if key == "step":
+            _check_step_count(float(value.reshape(-1)[0]), where)
+            return
+        if value.device.type == "meta":
+            return
+        if not bool(torch.isfinite(value).all()):
+            raise ValueError(
+                f"state {key!r} of {where} holds NaN or infinity: the checkpoint is corrupt "
+                "(or was saved after a diverged step)"
+            )
+        if key in self.non_negative_state and bool((value < 0).any()):
+            raise ValueError(
+                f"state {key!r} of {where} holds negative values ({float(value.min())}); "
+                "it is a sum or average of squares, so never negative: the checkpoint is corrupt"
+            )
 
     def _expected_state(
         self, param: Tensor, group: dict[str, Any]
@@ -531,7 +567,11 @@ class ComposedOptimizer(Optimizer):
                 group.setdefault(key, value)
             for p in group["params"]:
                 entry = self.state.get(p)
-                if entry and "step" in entry and not isinstance(entry["step"], Tensor):
+                if (
+                    isinstance(entry, dict)
+                    and "step" in entry
+                    and not isinstance(entry["step"], Tensor)
+                ):
                     entry["step"] = torch.tensor(float(entry["step"]), dtype=torch.float32)
 
     # -- internals -----------------------------------------------------------------------
@@ -589,6 +629,15 @@ def _needs_torch_wrapper(optimizer: ComposedOptimizer) -> bool:
 
 _step_in_torch_wrapper = Optimizer.profile_hook_step(ComposedOptimizer._plain_step)
 """torch's own step wrapper (hooks, profiler range) around the step: the path when needed."""
+
+
+def _check_step_count(step: float, where: str) -> None:
+    """A step count is a whole number >= 0."""
+    if not math.isfinite(step) or step < 0 or step != int(step):
+        raise ValueError(
+            f"state 'step' of {where} is {step}: a step count is a whole number >= 0; "
+            "the checkpoint is corrupt"
+        )
 
 
 def _as_number(value: Any) -> Scalar | None:
