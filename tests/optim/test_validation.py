@@ -87,11 +87,6 @@ def test_unknown_nonfinite_policy_is_rejected() -> None:
         ours.SGD([torch.nn.Parameter(torch.zeros(1))], nonfinite="warn")  # type: ignore[arg-type]
 
 
-def test_complex_parameters_are_rejected_clearly() -> None:
-    with pytest.raises(ValueError, match="complex parameters are not supported"):
-        ours.Adam([torch.nn.Parameter(torch.zeros(2, dtype=torch.complex64))])
-
-
 def test_chain_rejects_two_blocks_owning_one_state_key() -> None:
     with pytest.raises(ValueError, match=r"state key 'exp_avg' is owned by two blocks"):
         ours.chain(ours.blocks.ema(0.9), ours.blocks.ema(0.5))

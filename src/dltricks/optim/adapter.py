@@ -38,7 +38,7 @@ from torch.optim import Optimizer
 from dltricks.optim.base import Scalar, Transform
 from dltricks.optim.fast.path import MIN_FAST_NUMEL, FlatPath
 from dltricks.optim.finite import all_finite
-from dltricks.optim.grads import params_with_grad
+from dltricks.optim.grads import params_with_grad, real_view
 from dltricks.optim.validation import (
     check_betas,
     check_flag,
@@ -114,6 +114,9 @@ class ComposedOptimizer(Optimizer):
     in (``maximize``, ``foreach``, ``capturable``, ...), and ``differentiable``, which
     ``torch.optim.Optimizer.__setstate__`` adds to every optimizer's ``defaults``."""
     non_negative_state: ClassVar[tuple[str, ...]] = NON_NEGATIVE_STATE
+    supports_sparse_grads: ClassVar[bool] = False
+    """Whether a step takes sparse gradients (torch's SGD and Adagrad do); they are stepped
+    eagerly as the dense gradient they stand for, which is the same update."""
     """State entries that are sums or averages of squares (or of magnitudes), so never
     negative: a loaded negative one is refused (its root would be NaN)."""
 
@@ -182,9 +185,6 @@ class ComposedOptimizer(Optimizer):
         self.validate_group(candidate)
         params = param_group["params"]
         tensors = [params] if isinstance(params, Tensor) else list(params)
-        for tensor in tensors:
-            if isinstance(tensor, Tensor) and tensor.is_complex():
-                raise ValueError("complex parameters are not supported by dltricks optimizers")
         param_group = {**param_group, "params": tensors}
         super().add_param_group(param_group)
 
@@ -448,7 +448,7 @@ class ComposedOptimizer(Optimizer):
                 raise ValueError(
                     f"state {key!r} of {where} is a {type(value).__name__}, not a tensor"
                 )
-            if key != "step" and not value.is_floating_point():
+            if key != "step" and not (value.is_floating_point() or value.is_complex()):
                 raise ValueError(
                     f"state {key!r} of {where} has dtype {value.dtype}; floating state expected"
                 )
@@ -474,6 +474,9 @@ class ComposedOptimizer(Optimizer):
             return
         if value.device.type == "meta":
             return
+        if value.is_sparse:  # torch's SGD keeps a sparse momentum for sparse gradients
+            value = value.coalesce().values()
+        value = real_view(value)
         if not bool(torch.isfinite(value).all()):
             raise ValueError(
                 f"state {key!r} of {where} holds NaN or infinity: the checkpoint is corrupt "
@@ -579,15 +582,34 @@ class ComposedOptimizer(Optimizer):
     def _collect(self) -> list[tuple[dict[str, Any], list[Tensor]]]:
         work = []
         for group in self.param_groups:
-            params = params_with_grad(group["params"])
+            params = self.params_to_step(group, group["params"])
             if params:
                 work.append((group, params))
         return work
 
+    def params_to_step(self, group: Mapping[str, Any], params: Iterable[Tensor]) -> list[Tensor]:
+        """The ``params`` of ``group`` that have a gradient this step; raises, before anything
+        is updated, for a sparse gradient this optimizer (or this group) does not take."""
+        out = params_with_grad(params)
+        if any(p.grad is not None and p.grad.is_sparse for p in out):
+            name = type(self).__name__
+            if not self.supports_sparse_grads:
+                # torch's type and message, and where to go instead.
+                raise RuntimeError(
+                    f"{name} does not support sparse gradients: dltricks SGD and Adagrad take "
+                    "them, or use torch.optim.SparseAdam"
+                )
+            self.check_sparse_group(group)
+        return out
+
+    def check_sparse_group(self, group: Mapping[str, Any]) -> None:
+        """Raise where ``group``'s options do not take a sparse gradient (Adagrad's weight
+        decay, as in torch); called only for groups with one."""
+
     def _describe_nonfinite(self, work: list[tuple[dict[str, Any], list[Tensor]]]) -> str:
         for group_index, group in enumerate(self.param_groups):
             for param_index, p in enumerate(group["params"]):
-                if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
+                if p.grad is not None and not all_finite([p.grad]):
                     return (
                         f"non-finite gradient in param group {group_index}, parameter "
                         f"{param_index} (shape {tuple(p.shape)}); the step was not taken. "
@@ -605,13 +627,35 @@ class ComposedOptimizer(Optimizer):
             assert grad is not None
             state = self.state[p]
             if not state:
-                state.update(chain.init(p, hyper))
+                state.update(_init_state(chain, p, hyper))
                 state["step"] = torch.zeros((), dtype=torch.float32)
             step = float(state["step"]) + 1.0
-            update, changed = chain.update(grad, state, p, {**hyper, "step": step})
-            p.add_(update)
-            state.update(changed)
+            if p.is_complex() or grad.is_sparse:
+                self._step_real_view(chain, p, grad, state, {**hyper, "step": step})
+            else:
+                update, changed = chain.update(grad, state, p, {**hyper, "step": step})
+                p.add_(update)
+                state.update(changed)
             state["step"] += 1
+
+    @staticmethod
+    def _step_real_view(
+        chain: Transform, p: Tensor, grad: Tensor, state: dict[str, Any], hyper: dict[str, Any]
+    ) -> None:
+        """The update of a complex parameter (or with a sparse gradient) on real views, as
+        torch's optimizers take it: a complex number is a pair of real parameters."""
+        real_p = real_view(p)
+        real_state = {
+            key: real_view(value) if isinstance(value, Tensor) and value.is_complex() else value
+            for key, value in state.items()
+        }
+        update, changed = chain.update(real_view(grad), real_state, real_p, hyper)
+        real_p.add_(update)
+        for key, value in changed.items():
+            previous = state.get(key)
+            if isinstance(previous, Tensor) and previous.is_complex():
+                value = torch.view_as_complex(value.contiguous())
+            state[key] = value
 
 
 def _needs_torch_wrapper(optimizer: ComposedOptimizer) -> bool:
@@ -629,6 +673,21 @@ def _needs_torch_wrapper(optimizer: ComposedOptimizer) -> bool:
 
 _step_in_torch_wrapper = Optimizer.profile_hook_step(ComposedOptimizer._plain_step)
 """torch's own step wrapper (hooks, profiler range) around the step: the path when needed."""
+
+
+def _init_state(chain: Transform, p: Tensor, hyper: Mapping[str, Scalar]) -> dict[str, Any]:
+    """The chain's fresh state for ``p``. A complex parameter's state is initialised on its
+    real view (so Adagrad's initial accumulator fills both parts, as torch's does) and kept
+    complex, shaped like ``p``, as torch keeps it."""
+    if not p.is_complex():
+        return dict(chain.init(p, hyper))
+    real_p = torch.view_as_real(p)
+    return {
+        key: torch.view_as_complex(value)
+        if isinstance(value, Tensor) and value.shape == real_p.shape
+        else value
+        for key, value in chain.init(real_p, hyper).items()
+    }
 
 
 def _check_step_count(step: float, where: str) -> None:

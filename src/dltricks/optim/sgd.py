@@ -42,6 +42,7 @@ class SGD(ComposedOptimizer):
     # torch's SGD saves no step count; its momentum buffer exists only after a first step,
     # which is all the chain reads t for (b_1 = u_1), so its checkpoints load as step 1.
     implied_step = 1.0
+    supports_sparse_grads = True
 
     def __init__(
         self,
