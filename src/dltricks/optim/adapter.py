@@ -240,8 +240,21 @@ class ComposedOptimizer(Optimizer):
             raise KeyError(name)
         return number
 
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+    def step(  # type: ignore[override]
+        self,
+        closure: Callable[[], Any] | None = None,
+        *,
+        grad_scale: Tensor | None = None,
+        found_inf: Tensor | None = None,
+    ) -> Any:
         """Take one optimization step; ``closure`` re-evaluates the model and returns the loss.
+
+        ``grad_scale`` and ``found_inf`` follow torch's fused optimizers (and
+        ``torch.amp.GradScaler``, which sets them as attributes of the optimizer, because
+        :attr:`_step_supports_amp_scaling` says the step reads them): when ``found_inf`` is
+        nonzero the step changes nothing (parameters, state, step counts, gradients); otherwise
+        every gradient is first divided in place by ``grad_scale``, as torch's fused kernels
+        leave it, and the step proceeds. Keywords win over the attributes.
 
         Step hooks (``register_step_pre_hook``/``register_step_post_hook``, torch's global
         optimizer hooks) and the profiler's ``Optimizer.step#<class>.step`` range behave as for
@@ -249,6 +262,12 @@ class ComposedOptimizer(Optimizer):
         Otherwise it skips that wrapper, whose profiler range costs a few microseconds per
         step even when no profiler runs (a small model's whole step takes tens).
         """
+        if grad_scale is not None or found_inf is not None:
+            if _needs_torch_wrapper(self):
+                return _step_in_torch_wrapper(
+                    self, closure, grad_scale=grad_scale, found_inf=found_inf
+                )
+            return self._plain_step(closure, grad_scale=grad_scale, found_inf=found_inf)
         if _needs_torch_wrapper(self):
             return _step_in_torch_wrapper(self, closure)
         return self._plain_step(closure)
@@ -257,11 +276,41 @@ class ComposedOptimizer(Optimizer):
     # ComposedOptimizer.step enters that wrapper itself when it is needed.
     step.hooked = True  # type: ignore[attr-defined]
 
-    def _plain_step(self, closure: Callable[[], Any] | None = None) -> Any:
+    _step_supports_amp_scaling: ClassVar[bool] = True
+    """Tells ``torch.amp.GradScaler`` to hand the scale and the inf check to :meth:`step`
+    (as to torch's fused optimizers) instead of unscaling in a pass of its own."""
+
+    def _unscale(self, grad_scale: Tensor | None, found_inf: Tensor | None) -> bool:
+        """GradScaler's protocol before a step: False (skip the step, change nothing) when
+        ``found_inf`` is nonzero; else divide every gradient in place by ``grad_scale``."""
+        if found_inf is not None and bool(found_inf.ne(0).any()):
+            return False
+        if grad_scale is not None:
+            with torch.no_grad():
+                for group in self.param_groups:
+                    for p in group["params"]:
+                        if p.grad is not None:
+                            p.grad.div_(grad_scale.to(p.grad.device))
+        return True
+
+    def _plain_step(
+        self,
+        closure: Callable[[], Any] | None = None,
+        *,
+        grad_scale: Tensor | None = None,
+        found_inf: Tensor | None = None,
+    ) -> Any:
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        # torch.amp.GradScaler hands these over as attributes (see _step_supports_amp_scaling).
+        grad_scale = grad_scale if grad_scale is not None else getattr(self, "grad_scale", None)
+        found_inf = found_inf if found_inf is not None else getattr(self, "found_inf", None)
+        if (grad_scale is not None or found_inf is not None) and not self._unscale(
+            grad_scale, found_inf
+        ):
+            return loss
         # Grad mode set by hand rather than by the no_grad decorator: a small model's step
         # takes tens of microseconds, and the decorator's context machinery costs a few.
         previous = torch.is_grad_enabled()
