@@ -5,7 +5,8 @@ the scale and the inf flag (``_step_supports_amp_scaling``); the scaler then set
 optimizer instead of unscaling in a pass of its own. Ours say the same. A step with
 ``found_inf`` set changes nothing (parameters, state, step counts, gradients); otherwise it
 unscales every gradient in place and steps. Compared here with torch's fused kernels, which
-exist on CPU for these four.
+exist on CPU for these four. As in torch, only ``fused=True`` says so: Lightning, for one,
+refuses gradient clipping with an optimizer that unscales by itself.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def test_grad_scaler_steps_as_with_torchs_fused_optimizer(
     name: str, config: dict[str, Any], fast: bool
 ) -> None:
     mine_model, their_model = make_model(dtype=torch.float32), make_model(dtype=torch.float32)
-    mine = getattr(ours, name)(mine_model.parameters(), **config, fast=fast)
+    mine = getattr(ours, name)(mine_model.parameters(), **config, fused=True, fast=fast)
     theirs = getattr(torch.optim, name)(their_model.parameters(), **config, fused=True)
     assert mine._step_supports_amp_scaling is theirs._step_supports_amp_scaling is True  # type: ignore[attr-defined]
     scales_mine = _train_with_scaler(mine, mine_model)
@@ -120,3 +121,19 @@ def test_an_unscaled_optimizer_under_grad_scaler_steps_as_torchs_unfused_one() -
             scaler.update()
     for a, b in zip(mine_model.parameters(), their_model.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("name", "config"), FUSED, ids=IDS)
+def test_only_fused_optimizers_take_over_the_unscale_as_in_torch(
+    name: str, config: dict[str, Any]
+) -> None:
+    params = list(make_model(dtype=torch.float32).parameters())
+    for fused in (None, False, True):
+        mine = getattr(ours, name)(params, **config, fused=fused)
+        theirs = getattr(torch.optim, name)(params, **config, fused=fused)
+        assert getattr(mine, "_step_supports_amp_scaling", False) == getattr(
+            theirs, "_step_supports_amp_scaling", False
+        )
+        assert mine.fast is (True if fused else None)
+    with pytest.raises(RuntimeError, match="`fused` and `foreach` cannot be `True` together"):
+        getattr(ours, name)(params, **config, fused=True, foreach=True)

@@ -199,7 +199,7 @@ def test_constructor_signature_is_torchs(case: OptimizerCase) -> None:
 def test_torchs_implementation_flags_at_accepted_values_train_as_torch(
     case: OptimizerCase, fast: bool
 ) -> None:
-    accepted = {"foreach": [None, True, False], "fused": [None, False]}
+    accepted = {"foreach": [None, True, False], "fused": [None, False, True]}
     accepted |= {"capturable": [False], "differentiable": [False]}
     signature = inspect.signature(case.reference.__init__).parameters
     for flag in IMPLEMENTATION_FLAGS:
@@ -221,7 +221,6 @@ def test_torchs_implementation_flags_at_accepted_values_train_as_torch(
 
 
 UNSUPPORTED: list[tuple[str, Any, str]] = [
-    ("fused", True, r"fused=True is not supported by dltricks\.optim\.\w+: .* pass fast=True"),
     ("capturable", True, r"capturable=True is not supported .* pass capturable=False"),
     ("differentiable", True, r"differentiable=True is not supported .* differentiable=False"),
 ]

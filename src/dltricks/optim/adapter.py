@@ -143,6 +143,12 @@ class ComposedOptimizer(Optimizer):
         # about lr, not a TypeError about params.
         self.validate_group(defaults)
         super().__init__(params, defaults)
+        if defaults.get("fused"):
+            # As torch's fused optimizers: the step takes GradScaler's scale and inf flag, and
+            # runs fused (the fast path for every bucket it can take) unless fast=False.
+            self._step_supports_amp_scaling = True
+            if fast is None:
+                self.fast = True
 
     # -- what subclasses provide ---------------------------------------------------------
 
@@ -250,8 +256,9 @@ class ComposedOptimizer(Optimizer):
         """Take one optimization step; ``closure`` re-evaluates the model and returns the loss.
 
         ``grad_scale`` and ``found_inf`` follow torch's fused optimizers (and
-        ``torch.amp.GradScaler``, which sets them as attributes of the optimizer, because
-        :attr:`_step_supports_amp_scaling` says the step reads them): when ``found_inf`` is
+        ``torch.amp.GradScaler``, which sets them as attributes of an optimizer made with
+        ``fused=True``, whose :attr:`_step_supports_amp_scaling` says the step reads them;
+        the keywords work whatever ``fused`` says): when ``found_inf`` is
         nonzero the step changes nothing (parameters, state, step counts, gradients); otherwise
         every gradient is first divided in place by ``grad_scale``, as torch's fused kernels
         leave it, and the step proceeds. Keywords win over the attributes.
@@ -276,9 +283,10 @@ class ComposedOptimizer(Optimizer):
     # ComposedOptimizer.step enters that wrapper itself when it is needed.
     step.hooked = True  # type: ignore[attr-defined]
 
-    _step_supports_amp_scaling: ClassVar[bool] = True
-    """Tells ``torch.amp.GradScaler`` to hand the scale and the inf check to :meth:`step`
-    (as to torch's fused optimizers) instead of unscaling in a pass of its own."""
+    _step_supports_amp_scaling = False
+    """True with ``fused=True``, as in torch: tells ``torch.amp.GradScaler`` to hand the scale
+    and the inf check to :meth:`step` instead of unscaling in a pass of its own. (False by
+    default because Lightning, for one, refuses gradient clipping with such an optimizer.)"""
 
     def _unscale(self, grad_scale: Tensor | None, found_inf: Tensor | None) -> bool:
         """GradScaler's protocol before a step: False (skip the step, change nothing) when

@@ -85,8 +85,10 @@ def check_implementation_flags(group: Mapping[str, Any], class_name: str) -> Non
 
     * ``foreach`` (None, True or False) chooses among torch's loops over tensors, which
       compute the same update; dltricks chooses its own path (``fast``), so any value is fine.
-    * ``fused``: None or False. True asks for torch's fused kernel: dltricks fuses the whole
-      chain on its own fast path (``fast=True``), or use ``torch.optim`` with ``fused=True``.
+    * ``fused`` (None, True or False): True asks, as in torch, for a step that takes
+      ``torch.amp.GradScaler``'s scale and inf flag itself, and for the fused path (see
+      :class:`~dltricks.optim.ComposedOptimizer`); as in torch it cannot go with
+      ``foreach=True`` (RuntimeError, torch's message).
     * ``capturable``: False. True asks for a step that CUDA graphs can capture, which the
       dltricks step (it reads the step count on the host) is not.
     * ``differentiable``: False. True asks for a step autograd can differentiate through;
@@ -96,12 +98,10 @@ def check_implementation_flags(group: Mapping[str, Any], class_name: str) -> Non
     if foreach is not None and not isinstance(foreach, bool):
         raise ValueError(f"foreach must be None, True or False, got {foreach!r}")
     fused = group.get("fused")
-    if fused not in (None, False):
-        raise ValueError(
-            f"fused={fused!r} is not supported by dltricks.optim.{class_name}: it fuses the whole "
-            f"update on its own; pass fast=True for that path, or use torch.optim.{class_name}"
-            "(fused=True) for torch's kernel"
-        )
+    if fused is not None and not isinstance(fused, bool):
+        raise ValueError(f"fused must be None, True or False, got {fused!r}")
+    if fused and foreach:
+        raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
     if group.get("capturable", False) is not False:
         raise ValueError(
             f"capturable={group['capturable']!r} is not supported by dltricks.optim."
