@@ -135,5 +135,6 @@ def test_only_fused_optimizers_take_over_the_unscale_as_in_torch(
             theirs, "_step_supports_amp_scaling", False
         )
         assert mine.fast is (True if fused else None)
+        assert copy.deepcopy(mine)._step_supports_amp_scaling is bool(fused)
     with pytest.raises(RuntimeError, match="`fused` and `foreach` cannot be `True` together"):
         getattr(ours, name)(params, **config, fused=True, foreach=True)

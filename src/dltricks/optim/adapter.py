@@ -607,6 +607,8 @@ class ComposedOptimizer(Optimizer):
             nonfinite=self.nonfinite,
             fast=self.fast,
             skipped_steps=self.skipped_steps,
+            # A copy of a fused=True optimizer still takes GradScaler's protocol.
+            _step_supports_amp_scaling=self._step_supports_amp_scaling,
             _chains={},
             _flat=None,
         )
