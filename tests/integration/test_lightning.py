@@ -62,7 +62,6 @@ def _trainer(root: Path, checkpoints: list[Any]) -> Any:
         enable_model_summary=False,
         callbacks=checkpoints,
         enable_checkpointing=bool(checkpoints),
-        deterministic=True,
     )
 
 

@@ -114,11 +114,11 @@ class ComposedOptimizer(Optimizer):
     in (``maximize``, ``foreach``, ``capturable``, ...), and ``differentiable``, which
     ``torch.optim.Optimizer.__setstate__`` adds to every optimizer's ``defaults``."""
     non_negative_state: ClassVar[tuple[str, ...]] = NON_NEGATIVE_STATE
+    """State entries that are sums or averages of squares (or of magnitudes), so never
+    negative: a loaded negative one is refused (its root would be NaN)."""
     supports_sparse_grads: ClassVar[bool] = False
     """Whether a step takes sparse gradients (torch's SGD and Adagrad do); they are stepped
     eagerly as the dense gradient they stand for, which is the same update."""
-    """State entries that are sums or averages of squares (or of magnitudes), so never
-    negative: a loaded negative one is refused (its root would be NaN)."""
 
     def __init__(
         self,
