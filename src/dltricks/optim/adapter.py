@@ -534,12 +534,15 @@ class ComposedOptimizer(Optimizer):
         if value.is_sparse:  # torch's SGD keeps a sparse momentum for sparse gradients
             value = value.coalesce().values()
         value = real_view(value)
-        if not bool(torch.isfinite(value).all()):
+        if value.numel() == 0:
+            return
+        # A sum and a min read the tensor without allocating its size (isfinite would).
+        if not all_finite([value]):
             raise ValueError(
                 f"state {key!r} of {where} holds NaN or infinity: the checkpoint is corrupt "
                 "(or was saved after a diverged step)"
             )
-        if key in self.non_negative_state and bool((value < 0).any()):
+        if key in self.non_negative_state and float(value.min()) < 0:
             raise ValueError(
                 f"state {key!r} of {where} holds negative values ({float(value.min())}); "
                 "it is a sum or average of squares, so never negative: the checkpoint is corrupt"
