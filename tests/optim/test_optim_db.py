@@ -26,6 +26,8 @@ import dltricks.optim as ours
 from tests.optim.harness import default_dtype, make_model, param_groups, train
 from tests.optim.test_torch_contract import _reload_sequence
 
+# Importing torch's test utilities freezes the cudnn flags for the whole process
+# (torch.backends.disable_global_flags): no test here may set them outside a flags() block.
 common = pytest.importorskip(
     "torch.testing._internal.common_optimizers",
     reason="torch's optim_db needs the expecttest package (pip install -e '.[dev]')",
