@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from dltricks.optim.adapter import ComposedOptimizer, NonFinitePolicy
 from dltricks.optim.base import Transform
@@ -30,6 +30,12 @@ class Adadelta(ComposedOptimizer):
     non_negative = ("lr", "eps", "weight_decay")
     unit_interval = ("rho",)
     flags = ("maximize",)
+    flag_defaults: ClassVar[Mapping[str, Any]] = {
+        "foreach": None,
+        "maximize": False,
+        "differentiable": False,
+        "capturable": False,
+    }
 
     def __init__(
         self,
@@ -40,7 +46,9 @@ class Adadelta(ComposedOptimizer):
         weight_decay: float = 0.0,
         foreach: bool | None = None,
         *,
+        capturable: bool = False,
         maximize: bool = False,
+        differentiable: bool = False,
         nonfinite: NonFinitePolicy = "raise",
         fast: bool | None = None,
     ) -> None:
@@ -49,7 +57,10 @@ class Adadelta(ComposedOptimizer):
             "rho": rho,
             "eps": eps,
             "weight_decay": weight_decay,
+            "foreach": foreach,
+            "capturable": capturable,
             "maximize": maximize,
+            "differentiable": differentiable,
         }
         super().__init__(params, defaults, nonfinite=nonfinite, fast=fast)
 

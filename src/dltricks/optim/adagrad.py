@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from dltricks.optim.adapter import ComposedOptimizer, NonFinitePolicy
 from dltricks.optim.base import Transform
@@ -36,6 +36,13 @@ class Adagrad(ComposedOptimizer):
     structural_options = ("maximize",)
     non_negative = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps")
     flags = ("maximize",)
+    supports_sparse_grads = True
+    flag_defaults: ClassVar[Mapping[str, Any]] = {
+        "foreach": None,
+        "maximize": False,
+        "differentiable": False,
+        "fused": None,
+    }
 
     def __init__(
         self,
@@ -48,6 +55,7 @@ class Adagrad(ComposedOptimizer):
         foreach: bool | None = None,
         *,
         maximize: bool = False,
+        differentiable: bool = False,
         fused: bool | None = None,
         nonfinite: NonFinitePolicy = "raise",
         fast: bool | None = None,
@@ -58,9 +66,21 @@ class Adagrad(ComposedOptimizer):
             "weight_decay": weight_decay,
             "initial_accumulator_value": initial_accumulator_value,
             "eps": eps,
+            "foreach": foreach,
             "maximize": maximize,
+            "differentiable": differentiable,
+            "fused": fused,
         }
         super().__init__(params, defaults, nonfinite=nonfinite, fast=fast)
+
+    def check_sparse_group(self, group: Mapping[str, Any]) -> None:
+        # torch's sparse Adagrad updates only the rows of the gradient; a decay of every
+        # weight would touch all rows, so torch refuses the combination, and so do we.
+        if group["weight_decay"] != 0:
+            raise RuntimeError(
+                "weight_decay option is not compatible with sparse gradients: pass "
+                "weight_decay=0 for the param group with sparse gradients"
+            )
 
     def build_chain(self, options: Mapping[str, Any]) -> Transform:
         blocks = [negate()] if options["maximize"] else []

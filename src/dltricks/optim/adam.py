@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from dltricks.optim.adapter import ComposedOptimizer, NonFinitePolicy
 from dltricks.optim.base import Transform
@@ -64,6 +64,15 @@ class Adam(ComposedOptimizer):
     structural_options = ("amsgrad", "maximize", "decoupled_weight_decay")
     non_negative = ("lr", "eps", "weight_decay")
     flags = structural_options
+    flag_defaults: ClassVar[Mapping[str, Any]] = {
+        "amsgrad": False,
+        "maximize": False,
+        "foreach": None,
+        "capturable": False,
+        "differentiable": False,
+        "decoupled_weight_decay": False,
+        "fused": None,
+    }
 
     def __init__(
         self,
@@ -76,6 +85,8 @@ class Adam(ComposedOptimizer):
         *,
         foreach: bool | None = None,
         maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
         fused: bool | None = None,
         decoupled_weight_decay: bool = False,
         nonfinite: NonFinitePolicy = "raise",
@@ -88,6 +99,10 @@ class Adam(ComposedOptimizer):
             "weight_decay": weight_decay,
             "amsgrad": amsgrad,
             "maximize": maximize,
+            "foreach": foreach,
+            "capturable": capturable,
+            "differentiable": differentiable,
+            "fused": fused,
             "decoupled_weight_decay": decoupled_weight_decay,
         }
         super().__init__(params, defaults, nonfinite=nonfinite, fast=fast)
@@ -126,6 +141,8 @@ class AdamW(Adam):
         *,
         maximize: bool = False,
         foreach: bool | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
         fused: bool | None = None,
         nonfinite: NonFinitePolicy = "raise",
         fast: bool | None = None,
@@ -137,8 +154,18 @@ class AdamW(Adam):
             eps=eps,
             weight_decay=weight_decay,
             amsgrad=amsgrad,
+            foreach=foreach,
             maximize=maximize,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
             decoupled_weight_decay=True,
             nonfinite=nonfinite,
             fast=fast,
         )
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # As torch's AdamW: whatever a loaded group says, AdamW decays decoupled.
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group["decoupled_weight_decay"] = True

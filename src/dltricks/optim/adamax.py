@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from dltricks.optim.adapter import ComposedOptimizer, NonFinitePolicy
 from dltricks.optim.base import Transform
@@ -35,6 +35,12 @@ class Adamax(ComposedOptimizer):
     structural_options = ("maximize",)
     non_negative = ("lr", "eps", "weight_decay")
     flags = ("maximize",)
+    flag_defaults: ClassVar[Mapping[str, Any]] = {
+        "foreach": None,
+        "maximize": False,
+        "differentiable": False,
+        "capturable": False,
+    }
 
     def __init__(
         self,
@@ -46,6 +52,8 @@ class Adamax(ComposedOptimizer):
         foreach: bool | None = None,
         *,
         maximize: bool = False,
+        differentiable: bool = False,
+        capturable: bool = False,
         nonfinite: NonFinitePolicy = "raise",
         fast: bool | None = None,
     ) -> None:
@@ -54,7 +62,10 @@ class Adamax(ComposedOptimizer):
             "betas": tuple(betas) if isinstance(betas, list) else betas,
             "eps": eps,
             "weight_decay": weight_decay,
+            "foreach": foreach,
             "maximize": maximize,
+            "differentiable": differentiable,
+            "capturable": capturable,
         }
         super().__init__(params, defaults, nonfinite=nonfinite, fast=fast)
 

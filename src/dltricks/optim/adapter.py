@@ -24,6 +24,7 @@ not elementwise or fail to compile (with a RuntimeWarning), and steps inside an 
 
 from __future__ import annotations
 
+import math
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -37,10 +38,11 @@ from torch.optim import Optimizer
 from dltricks.optim.base import Scalar, Transform
 from dltricks.optim.fast.path import MIN_FAST_NUMEL, FlatPath
 from dltricks.optim.finite import all_finite
-from dltricks.optim.grads import params_with_grad
+from dltricks.optim.grads import params_with_grad, real_view
 from dltricks.optim.validation import (
     check_betas,
     check_flag,
+    check_implementation_flags,
     check_non_negative,
     check_unit_interval,
 )
@@ -54,6 +56,15 @@ NonFinitePolicy = Literal["raise", "skip", "ignore"]
 DerivedOption = Callable[[Mapping[str, Any]], Any]
 """A structural option computed from a param group (see ``derived_options``)."""
 NONFINITE_POLICIES: tuple[str, ...] = ("raise", "skip", "ignore")
+NON_NEGATIVE_STATE: tuple[str, ...] = (
+    "exp_avg_sq",
+    "max_exp_avg_sq",
+    "sum",
+    "square_avg",
+    "acc_delta",
+    "exp_inf",
+)
+"""The state names of second moments and norms (Adam, Adagrad, RMSprop, Adadelta, Adamax)."""
 
 
 class NonFiniteGradientError(FloatingPointError):
@@ -97,6 +108,17 @@ class ComposedOptimizer(Optimizer):
 
     ``torch.optim.SGD`` keeps no ``step``; :class:`~dltricks.optim.SGD` sets 1.0 so that torch's
     SGD checkpoints load (its chain reads ``t`` only to tell the first step from the others)."""
+    flag_defaults: ClassVar[Mapping[str, Any]] = {"differentiable": False}
+    """The group entries that an older state_dict may lack, with the value a group lacking one
+    gets on load, deepcopy and unpickle: the flags the torch namesake's ``__setstate__`` fills
+    in (``maximize``, ``foreach``, ``capturable``, ...), and ``differentiable``, which
+    ``torch.optim.Optimizer.__setstate__`` adds to every optimizer's ``defaults``."""
+    non_negative_state: ClassVar[tuple[str, ...]] = NON_NEGATIVE_STATE
+    """State entries that are sums or averages of squares (or of magnitudes), so never
+    negative: a loaded negative one is refused (its root would be NaN)."""
+    supports_sparse_grads: ClassVar[bool] = False
+    """Whether a step takes sparse gradients (torch's SGD and Adagrad do); they are stepped
+    eagerly as the dense gradient they stand for, which is the same update."""
 
     def __init__(
         self,
@@ -117,7 +139,16 @@ class ComposedOptimizer(Optimizer):
         self.skipped_steps = 0
         self._flat: FlatPath | None = None
         self._chains: dict[tuple[Any, ...], Transform] = {}
+        # Hyperparameters first, as torch checks them: Adam(None, lr=-1) is a ValueError
+        # about lr, not a TypeError about params.
+        self.validate_group(defaults)
         super().__init__(params, defaults)
+        if defaults.get("fused"):
+            # As torch's fused optimizers: the step takes GradScaler's scale and inf flag, and
+            # runs fused (the fast path for every bucket it can take) unless fast=False.
+            self._step_supports_amp_scaling = True
+            if fast is None:
+                self.fast = True
 
     # -- what subclasses provide ---------------------------------------------------------
 
@@ -136,8 +167,10 @@ class ComposedOptimizer(Optimizer):
         """Raise ValueError naming the first invalid hyperparameter of ``group``.
 
         Checks the entries the class declares in :attr:`non_negative`, ``betas`` (each in
-        [0, 1)) when the group has them, :attr:`unit_interval` and :attr:`flags`; subclasses
-        add rules that tie entries together.
+        [0, 1)) when the group has them, :attr:`unit_interval`, :attr:`flags` and torch's
+        implementation flags (``foreach``, ``fused``, ``capturable``, ``differentiable``: see
+        :func:`~dltricks.optim.validation.check_implementation_flags`); subclasses add rules
+        that tie entries together.
         """
         for name in self.non_negative:
             check_non_negative(name, group[name])
@@ -147,6 +180,7 @@ class ComposedOptimizer(Optimizer):
             check_unit_interval(name, group[name], include_one=True)
         for name in self.flags:
             check_flag(name, group[name])
+        check_implementation_flags(group, type(self).__name__)
 
     # -- torch.optim contract ------------------------------------------------------------
 
@@ -157,9 +191,6 @@ class ComposedOptimizer(Optimizer):
         self.validate_group(candidate)
         params = param_group["params"]
         tensors = [params] if isinstance(params, Tensor) else list(params)
-        for tensor in tensors:
-            if isinstance(tensor, Tensor) and tensor.is_complex():
-                raise ValueError("complex parameters are not supported by dltricks optimizers")
         param_group = {**param_group, "params": tensors}
         super().add_param_group(param_group)
 
@@ -215,8 +246,22 @@ class ComposedOptimizer(Optimizer):
             raise KeyError(name)
         return number
 
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+    def step(  # type: ignore[override]
+        self,
+        closure: Callable[[], Any] | None = None,
+        *,
+        grad_scale: Tensor | None = None,
+        found_inf: Tensor | None = None,
+    ) -> Any:
         """Take one optimization step; ``closure`` re-evaluates the model and returns the loss.
+
+        ``grad_scale`` and ``found_inf`` follow torch's fused optimizers (and
+        ``torch.amp.GradScaler``, which sets them as attributes of an optimizer made with
+        ``fused=True``, whose :attr:`_step_supports_amp_scaling` says the step reads them;
+        the keywords work whatever ``fused`` says): when ``found_inf`` is
+        nonzero the step changes nothing (parameters, state, step counts, gradients); otherwise
+        every gradient is first divided in place by ``grad_scale``, as torch's fused kernels
+        leave it, and the step proceeds. Keywords win over the attributes.
 
         Step hooks (``register_step_pre_hook``/``register_step_post_hook``, torch's global
         optimizer hooks) and the profiler's ``Optimizer.step#<class>.step`` range behave as for
@@ -224,6 +269,12 @@ class ComposedOptimizer(Optimizer):
         Otherwise it skips that wrapper, whose profiler range costs a few microseconds per
         step even when no profiler runs (a small model's whole step takes tens).
         """
+        if grad_scale is not None or found_inf is not None:
+            if _needs_torch_wrapper(self):
+                return _step_in_torch_wrapper(
+                    self, closure, grad_scale=grad_scale, found_inf=found_inf
+                )
+            return self._plain_step(closure, grad_scale=grad_scale, found_inf=found_inf)
         if _needs_torch_wrapper(self):
             return _step_in_torch_wrapper(self, closure)
         return self._plain_step(closure)
@@ -232,11 +283,42 @@ class ComposedOptimizer(Optimizer):
     # ComposedOptimizer.step enters that wrapper itself when it is needed.
     step.hooked = True  # type: ignore[attr-defined]
 
-    def _plain_step(self, closure: Callable[[], Any] | None = None) -> Any:
+    _step_supports_amp_scaling = False
+    """True with ``fused=True``, as in torch: tells ``torch.amp.GradScaler`` to hand the scale
+    and the inf check to :meth:`step` instead of unscaling in a pass of its own. (False by
+    default because Lightning, for one, refuses gradient clipping with such an optimizer.)"""
+
+    def _unscale(self, grad_scale: Tensor | None, found_inf: Tensor | None) -> bool:
+        """GradScaler's protocol before a step: False (skip the step, change nothing) when
+        ``found_inf`` is nonzero; else divide every gradient in place by ``grad_scale``."""
+        if found_inf is not None and bool(found_inf.ne(0).any()):
+            return False
+        if grad_scale is not None:
+            with torch.no_grad():
+                for group in self.param_groups:
+                    for p in group["params"]:
+                        if p.grad is not None:
+                            p.grad.div_(grad_scale.to(p.grad.device))
+        return True
+
+    def _plain_step(
+        self,
+        closure: Callable[[], Any] | None = None,
+        *,
+        grad_scale: Tensor | None = None,
+        found_inf: Tensor | None = None,
+    ) -> Any:
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        # torch.amp.GradScaler hands these over as attributes (see _step_supports_amp_scaling).
+        grad_scale = grad_scale if grad_scale is not None else getattr(self, "grad_scale", None)
+        found_inf = found_inf if found_inf is not None else getattr(self, "found_inf", None)
+        if (grad_scale is not None or found_inf is not None) and not self._unscale(
+            grad_scale, found_inf
+        ):
+            return loss
         # Grad mode set by hand rather than by the no_grad decorator: a small model's step
         # takes tens of microseconds, and the decorator's context machinery costs a few.
         previous = torch.is_grad_enabled()
@@ -334,7 +416,8 @@ class ComposedOptimizer(Optimizer):
             self._optimizer_load_state_dict_pre_hooks = hooks
         if self.implied_step is not None:
             for entry in self.state.values():
-                if entry and "step" not in entry:
+                # A post-hook may keep other things in the state: only fix a param's dict.
+                if isinstance(entry, dict) and entry and "step" not in entry:
                     entry["step"] = torch.tensor(self.implied_step, dtype=torch.float32)
 
     def _check_loadable(self, state_dict: Any) -> None:
@@ -363,13 +446,15 @@ class ComposedOptimizer(Optimizer):
                     f"param group {gi} of the loaded state_dict has {len(ids)} parameters, "
                     f"this {name}'s has {len(current['params'])}"
                 )
-            missing = [key for key in self.defaults if key not in saved]
+            # As torch: a flag that an older version did not save gets its default.
+            fillable = self.flag_defaults
+            missing = [key for key in self.defaults if key not in saved and key not in fillable]
             if missing:
                 raise ValueError(
                     f"param group {gi} of the loaded state_dict lacks {', '.join(missing)}: "
                     f"it was saved by another optimizer than {name}"
                 )
-            group = {**saved, "params": current["params"]}
+            group = {**fillable, **saved, "params": current["params"]}
             try:
                 self.validate_group(group)
             except ValueError as error:
@@ -415,11 +500,12 @@ class ComposedOptimizer(Optimizer):
             if not isinstance(value, Tensor):
                 # Old torch checkpoints keep "step" as a number.
                 if key == "step" and isinstance(value, int | float) and not isinstance(value, bool):
+                    _check_step_count(float(value), where)
                     continue
                 raise ValueError(
                     f"state {key!r} of {where} is a {type(value).__name__}, not a tensor"
                 )
-            if key != "step" and not value.is_floating_point():
+            if key != "step" and not (value.is_floating_point() or value.is_complex()):
                 raise ValueError(
                     f"state {key!r} of {where} has dtype {value.dtype}; floating state expected"
                 )
@@ -434,6 +520,33 @@ class ComposedOptimizer(Optimizer):
                     f"state {key!r} of {where} has shape {tuple(value.shape)}, expected {wanted}: "
                     "was it saved for another model?"
                 )
+            self._check_state_values(key, value, where)
+
+    def _check_state_values(self, key: str, value: Tensor, where: str) -> None:
+        """Refuse values no step could have produced: they would turn the parameters into
+        NaN at the next step (and, on the fast path, a NaN step count breaks every later
+        step). One read of each loaded tensor."""
+        if key == "step":
+            _check_step_count(float(value.reshape(-1)[0]), where)
+            return
+        if value.device.type == "meta":
+            return
+        if value.is_sparse:  # torch's SGD keeps a sparse momentum for sparse gradients
+            value = value.coalesce().values()
+        value = real_view(value)
+        if value.numel() == 0:
+            return
+        # A sum and a min read the tensor without allocating its size (isfinite would).
+        if not all_finite([value]):
+            raise ValueError(
+                f"state {key!r} of {where} holds NaN or infinity: the checkpoint is corrupt "
+                "(or was saved after a diverged step)"
+            )
+        if key in self.non_negative_state and float(value.min()) < 0:
+            raise ValueError(
+                f"state {key!r} of {where} holds negative values ({float(value.min())}); "
+                "it is a sum or average of squares, so never negative: the checkpoint is corrupt"
+            )
 
     def _expected_state(
         self, param: Tensor, group: dict[str, Any]
@@ -497,25 +610,68 @@ class ComposedOptimizer(Optimizer):
             nonfinite=self.nonfinite,
             fast=self.fast,
             skipped_steps=self.skipped_steps,
+            # A copy of a fused=True optimizer still takes GradScaler's protocol.
+            _step_supports_amp_scaling=self._step_supports_amp_scaling,
             _chains={},
             _flat=None,
         )
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """What torch's optimizers do on load, deepcopy and unpickle: fill the flags that an
+        older state lacks with their defaults (:attr:`flag_defaults`) and turn a step count
+        saved as a number (torch < 1.12) into a tensor."""
+        super().__setstate__(state)
+        self.__dict__.setdefault("nonfinite", "raise")
+        self.__dict__.setdefault("fast", None)
+        self.__dict__.setdefault("skipped_steps", 0)
+        self.__dict__.setdefault("_chains", {})
+        self.__dict__.setdefault("_flat", None)
+        for group in self.param_groups:
+            for key, value in self.flag_defaults.items():
+                group.setdefault(key, value)
+            for p in group["params"]:
+                entry = self.state.get(p)
+                if (
+                    isinstance(entry, dict)
+                    and "step" in entry
+                    and not isinstance(entry["step"], Tensor)
+                ):
+                    entry["step"] = torch.tensor(float(entry["step"]), dtype=torch.float32)
 
     # -- internals -----------------------------------------------------------------------
 
     def _collect(self) -> list[tuple[dict[str, Any], list[Tensor]]]:
         work = []
         for group in self.param_groups:
-            params = params_with_grad(group["params"])
+            params = self.params_to_step(group, group["params"])
             if params:
                 work.append((group, params))
         return work
 
+    def params_to_step(self, group: Mapping[str, Any], params: Iterable[Tensor]) -> list[Tensor]:
+        """The ``params`` of ``group`` that have a gradient this step; raises, before anything
+        is updated, for a sparse gradient this optimizer (or this group) does not take."""
+        out = params_with_grad(params)
+        if any(p.grad is not None and p.grad.is_sparse for p in out):
+            name = type(self).__name__
+            if not self.supports_sparse_grads:
+                # torch's type and message, and where to go instead.
+                raise RuntimeError(
+                    f"{name} does not support sparse gradients: dltricks SGD and Adagrad take "
+                    "them, or use torch.optim.SparseAdam"
+                )
+            self.check_sparse_group(group)
+        return out
+
+    def check_sparse_group(self, group: Mapping[str, Any]) -> None:
+        """Raise where ``group``'s options do not take a sparse gradient (Adagrad's weight
+        decay, as in torch); called only for groups with one."""
+
     def _describe_nonfinite(self, work: list[tuple[dict[str, Any], list[Tensor]]]) -> str:
         for group_index, group in enumerate(self.param_groups):
             for param_index, p in enumerate(group["params"]):
-                if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
+                if p.grad is not None and not all_finite([p.grad]):
                     return (
                         f"non-finite gradient in param group {group_index}, parameter "
                         f"{param_index} (shape {tuple(p.shape)}); the step was not taken. "
@@ -533,13 +689,35 @@ class ComposedOptimizer(Optimizer):
             assert grad is not None
             state = self.state[p]
             if not state:
-                state.update(chain.init(p, hyper))
+                state.update(_init_state(chain, p, hyper))
                 state["step"] = torch.zeros((), dtype=torch.float32)
             step = float(state["step"]) + 1.0
-            update, changed = chain.update(grad, state, p, {**hyper, "step": step})
-            p.add_(update)
-            state.update(changed)
+            if p.is_complex() or grad.is_sparse:
+                self._step_real_view(chain, p, grad, state, {**hyper, "step": step})
+            else:
+                update, changed = chain.update(grad, state, p, {**hyper, "step": step})
+                p.add_(update)
+                state.update(changed)
             state["step"] += 1
+
+    @staticmethod
+    def _step_real_view(
+        chain: Transform, p: Tensor, grad: Tensor, state: dict[str, Any], hyper: dict[str, Any]
+    ) -> None:
+        """The update of a complex parameter (or with a sparse gradient) on real views, as
+        torch's optimizers take it: a complex number is a pair of real parameters."""
+        real_p = real_view(p)
+        real_state = {
+            key: real_view(value) if isinstance(value, Tensor) and value.is_complex() else value
+            for key, value in state.items()
+        }
+        update, changed = chain.update(real_view(grad), real_state, real_p, hyper)
+        real_p.add_(update)
+        for key, value in changed.items():
+            previous = state.get(key)
+            if isinstance(previous, Tensor) and previous.is_complex():
+                value = torch.view_as_complex(value.contiguous())
+            state[key] = value
 
 
 def _needs_torch_wrapper(optimizer: ComposedOptimizer) -> bool:
@@ -557,6 +735,30 @@ def _needs_torch_wrapper(optimizer: ComposedOptimizer) -> bool:
 
 _step_in_torch_wrapper = Optimizer.profile_hook_step(ComposedOptimizer._plain_step)
 """torch's own step wrapper (hooks, profiler range) around the step: the path when needed."""
+
+
+def _init_state(chain: Transform, p: Tensor, hyper: Mapping[str, Scalar]) -> dict[str, Any]:
+    """The chain's fresh state for ``p``. A complex parameter's state is initialised on its
+    real view (so Adagrad's initial accumulator fills both parts, as torch's does) and kept
+    complex, shaped like ``p``, as torch keeps it."""
+    if not p.is_complex():
+        return dict(chain.init(p, hyper))
+    real_p = torch.view_as_real(p)
+    return {
+        key: torch.view_as_complex(value)
+        if isinstance(value, Tensor) and value.shape == real_p.shape
+        else value
+        for key, value in chain.init(real_p, hyper).items()
+    }
+
+
+def _check_step_count(step: float, where: str) -> None:
+    """A step count is a whole number >= 0."""
+    if not math.isfinite(step) or step < 0 or step != int(step):
+        raise ValueError(
+            f"state 'step' of {where} is {step}: a step count is a whole number >= 0; "
+            "the checkpoint is corrupt"
+        )
 
 
 def _as_number(value: Any) -> Scalar | None:

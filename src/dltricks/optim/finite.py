@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import cmath
 from collections.abc import Sequence
 
 import torch
@@ -20,14 +20,14 @@ def all_finite(grads: Sequence[Tensor]) -> bool:
     if not grads:
         return True
     if len(grads) == 1 and grads[0].device.type == "cpu":  # the usual fast-path step
-        if math.isfinite(grads[0].sum().item()):
+        if cmath.isfinite(grads[0].sum().item()):
             return True
         return _confirm_elementwise(grads)
     sums = [g.sum() for g in grads]
     if all(s.device.type == "cpu" for s in sums):
-        if all(math.isfinite(s.item()) for s in sums):
+        if all(cmath.isfinite(s.item()) for s in sums):
             return True
-    elif bool(torch.isfinite(torch.stack([s.to("cpu", torch.float64) for s in sums])).all()):
+    elif bool(torch.stack([torch.isfinite(s) for s in sums]).all()):
         return True
     return _confirm_elementwise(grads)
 
@@ -35,6 +35,10 @@ def all_finite(grads: Sequence[Tensor]) -> bool:
 def _confirm_elementwise(grads: Sequence[Tensor]) -> bool:
     """Whether every element is finite, tensor by tensor (a non-finite sum may overflow)."""
     for g in grads:
+        if g.is_sparse:
+            g = g.coalesce().values()
+        if g.is_complex():
+            g = torch.view_as_real(g)
         if g.numel() == 0:
             continue
         low, high = torch.aminmax(g)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from dltricks.optim.adapter import ComposedOptimizer, NonFinitePolicy
 from dltricks.optim.base import Transform
@@ -33,6 +33,7 @@ class Lion(ComposedOptimizer):
     structural_options = ("maximize",)
     non_negative = ("lr", "weight_decay")
     flags = ("maximize",)
+    flag_defaults: ClassVar[Mapping[str, Any]] = {"maximize": False, "differentiable": False}
 
     def __init__(
         self,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from dltricks.optim.adapter import ComposedOptimizer, NonFinitePolicy
 from dltricks.optim.base import Transform
@@ -41,6 +41,13 @@ class NAdam(ComposedOptimizer):
     structural_options = ("maximize", "decoupled_weight_decay")
     non_negative = ("lr", "eps", "weight_decay", "momentum_decay")
     flags = structural_options
+    flag_defaults: ClassVar[Mapping[str, Any]] = {
+        "maximize": False,
+        "foreach": None,
+        "capturable": False,
+        "differentiable": False,
+        "decoupled_weight_decay": False,
+    }
 
     def __init__(
         self,
@@ -54,6 +61,8 @@ class NAdam(ComposedOptimizer):
         *,
         foreach: bool | None = None,
         maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
         nonfinite: NonFinitePolicy = "raise",
         fast: bool | None = None,
     ) -> None:
@@ -64,7 +73,10 @@ class NAdam(ComposedOptimizer):
             "weight_decay": weight_decay,
             "momentum_decay": momentum_decay,
             "decoupled_weight_decay": decoupled_weight_decay,
+            "foreach": foreach,
             "maximize": maximize,
+            "capturable": capturable,
+            "differentiable": differentiable,
         }
         super().__init__(params, defaults, nonfinite=nonfinite, fast=fast)
 

@@ -46,6 +46,14 @@ class RMSprop(ComposedOptimizer):
     non_negative = ("lr", "eps", "weight_decay", "momentum")
     unit_interval = ("alpha",)
     flags = ("centered", "maximize")
+    flag_defaults: ClassVar[Mapping[str, Any]] = {
+        "momentum": 0,
+        "centered": False,
+        "foreach": None,
+        "maximize": False,
+        "differentiable": False,
+        "capturable": False,
+    }
 
     def __init__(
         self,
@@ -56,8 +64,10 @@ class RMSprop(ComposedOptimizer):
         weight_decay: float = 0.0,
         momentum: float = 0.0,
         centered: bool = False,
+        capturable: bool = False,
         foreach: bool | None = None,
         maximize: bool = False,
+        differentiable: bool = False,
         *,
         nonfinite: NonFinitePolicy = "raise",
         fast: bool | None = None,
@@ -69,7 +79,10 @@ class RMSprop(ComposedOptimizer):
             "weight_decay": weight_decay,
             "momentum": momentum,
             "centered": centered,
+            "capturable": capturable,
+            "foreach": foreach,
             "maximize": maximize,
+            "differentiable": differentiable,
         }
         super().__init__(params, defaults, nonfinite=nonfinite, fast=fast)
 

@@ -32,9 +32,17 @@ class SGD(ComposedOptimizer):
     }
     non_negative = ("lr", "momentum", "dampening", "weight_decay")
     flags = ("nesterov", "maximize")
+    flag_defaults: ClassVar[Mapping[str, Any]] = {
+        "nesterov": False,
+        "maximize": False,
+        "foreach": None,
+        "differentiable": False,
+        "fused": False,
+    }
     # torch's SGD saves no step count; its momentum buffer exists only after a first step,
     # which is all the chain reads t for (b_1 = u_1), so its checkpoints load as step 1.
     implied_step = 1.0
+    supports_sparse_grads = True
 
     def __init__(
         self,
@@ -47,6 +55,7 @@ class SGD(ComposedOptimizer):
         *,
         maximize: bool = False,
         foreach: bool | None = None,
+        differentiable: bool = False,
         fused: bool | None = None,
         nonfinite: NonFinitePolicy = "raise",
         fast: bool | None = None,
@@ -58,6 +67,9 @@ class SGD(ComposedOptimizer):
             "weight_decay": weight_decay,
             "nesterov": nesterov,
             "maximize": maximize,
+            "foreach": foreach,
+            "differentiable": differentiable,
+            "fused": fused,
         }
         super().__init__(params, defaults, nonfinite=nonfinite, fast=fast)
 
@@ -65,6 +77,7 @@ class SGD(ComposedOptimizer):
         super().validate_group(group)
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError(
+                "Nesterov momentum requires a momentum and zero dampening: "
                 "nesterov=True requires momentum > 0 and dampening = 0, got "
                 f"momentum={group['momentum']}, dampening={group['dampening']}"
             )
@@ -101,6 +114,9 @@ class Momentum(SGD):
         nesterov: bool = False,
         *,
         maximize: bool = False,
+        foreach: bool | None = None,
+        differentiable: bool = False,
+        fused: bool | None = None,
         nonfinite: NonFinitePolicy = "raise",
         fast: bool | None = None,
     ) -> None:
@@ -112,6 +128,9 @@ class Momentum(SGD):
             weight_decay=weight_decay,
             nesterov=nesterov,
             maximize=maximize,
+            foreach=foreach,
+            differentiable=differentiable,
+            fused=fused,
             nonfinite=nonfinite,
             fast=fast,
         )

@@ -15,7 +15,6 @@ from torch import Tensor
 from dltricks.optim.fast.flat import Bucket
 from dltricks.optim.fast.kernel import fused_update_for
 from dltricks.optim.finite import all_finite
-from dltricks.optim.grads import params_with_grad
 
 if TYPE_CHECKING:
     from dltricks.optim.adapter import ComposedOptimizer
@@ -192,7 +191,7 @@ class FlatPath:
                 work += [(bucket, a, b, group) for a, b in bucket.runs(bucket.gather_grads())]
             if not plan.eager:
                 continue
-            leftovers = params_with_grad(plan.eager)
+            leftovers = opt.params_to_step(group, plan.eager)
             if leftovers:
                 eager.append((group, leftovers))
         if opt.nonfinite != "ignore" and not self._all_finite(work, eager):
