@@ -37,7 +37,8 @@ are in ``benchmarks/results/optim_step_cpu.md``):
   confirmed elementwise only when it is not finite), 4 bytes per parameter on top of the
   step's 12-28; ``nonfinite="ignore"`` skips it.
 
-Fallbacks (the eager path, for the parameters or chains concerned): float16/bfloat16 or
+Fallbacks (the eager path, for the parameters or chains concerned): DTensor parameters
+(FSDP2, tensor parallel: run per tensor, exactly as torch), float16/bfloat16 or
 non-contiguous parameters, devices other than CPU and CUDA, parameters that share storage with
 another tensor, buckets under :data:`MIN_FAST_NUMEL` elements in automatic mode, a chain that
 is not elementwise or does not compile (a ``RuntimeWarning`` says why), one-element runs, and

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from dltricks.optim.fast.flat import Bucket
 from dltricks.optim.fast.kernel import fused_update_for
+from dltricks.optim.fast.torch_internals import is_distributed_tensor
 from dltricks.optim.finite import all_finite
 from dltricks.optim.grads import params_with_grad
 
@@ -115,6 +116,11 @@ class FlatPath:
 
     @staticmethod
     def _eligible(p: Tensor, ours: bool) -> bool:
+        if is_distributed_tensor(p):
+            # A DTensor (FSDP2's fully_shard, tensor parallel) is a view of a shard that its
+            # owner re-points at will: it cannot be moved into a flat buffer. The eager path
+            # runs the chain on DTensors as torch's optimizers do, exactly, per tensor.
+            return False
         if p.dtype not in FAST_DTYPES or p.device.type not in FAST_DEVICES:
             return False
         if not p.requires_grad:
