@@ -77,10 +77,9 @@ class ComposedOptimizer(Optimizer):
     when it is not finite).
 
     ``fast`` chooses the execution path (see the module docstring). On the fast path
-    ``p.data``, ``p.grad`` and the state tensors are slices of flat buffers, and
-    :meth:`zero_grad` zeroes the gradient buffer in place: with ``set_to_none=True`` (default)
-    ``p.grad`` stays a zero tensor instead of becoming None, and a parameter that the next
-    backward does not reach is still skipped by the next step, as torch would skip it.
+    ``p.data``, ``p.grad`` and the state tensors are slices of flat buffers; :meth:`zero_grad`
+    behaves as torch's (``set_to_none=True`` sets every ``p.grad`` to None and frees the
+    gradient buffer, the next backward writes into a fresh one in place).
     """
 
     structural_options: ClassVar[tuple[str, ...]] = ()
@@ -261,11 +260,11 @@ class ComposedOptimizer(Optimizer):
             self.step_group_eagerly(group, params)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """Reset the gradients; on the fast path, zero the flat gradient buffers in place.
+        """Reset the gradients as ``torch.optim.Optimizer.zero_grad`` does.
 
-        Parameters bound to a flat buffer keep ``p.grad`` as a zeroed slice of it (see the
-        class docstring for how ``set_to_none`` is honoured); every other parameter follows
-        ``torch.optim.Optimizer.zero_grad``.
+        ``set_to_none=True``: every ``p.grad`` becomes None (on the fast path the flat
+        gradient buffers are freed too). ``set_to_none=False``: existing gradients are zeroed
+        in place and None stays None, so a parameter that then gets no gradient is not moved.
         """
         flat = self._fast_path()
         if flat is None:

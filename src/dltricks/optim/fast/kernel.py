@@ -329,40 +329,80 @@ class FusedUpdate:
             graph.plan = _argument_plan(graph, args)
             graph.example_inputs = []
 
-    def bind(self, args: Sequence[Tensor]) -> Callable[[], None] | None:
+    def bind(self, args: Sequence[Tensor]) -> BoundUpdate:
         """Run the update once on ``args`` through ``torch.compile``, and return a caller
-        that runs the same compiled code on the same tensors without dynamo, or None.
+        that runs the same compiled code on the same tensors, without dynamo where it can.
 
         Dynamo checks its guards (dtypes, devices, sizes, torch's global state...) at every
         call to pick a compiled graph. For tensors that keep their identity, dtype, device and
         size (a bucket's buffers and the hyperparameter tensors, updated in place), the answer
         cannot change once a call has gone through, as long as the global state does not: if
         this update has exactly one graph for these tensors' dtype and device under this
-        global state, that call used it, and every later call would too. The caller returned
+        global state, that call used it, and every later call would too. The caller then
         checks the global state only (dynamo's own check, a few hundred nanoseconds) and calls
-        that graph, or goes through dynamo when the state changed. None when that cannot be
-        shown (two graphs for one signature, an input dynamo made of something else) or when
-        the chain may change between calls (a user's transform: :attr:`bindable` is False);
-        the caller then keeps calling the update.
+        that graph, or goes through dynamo when the state changed. Where that cannot be shown
+        (two graphs for one signature, an input dynamo made of something else) or when the
+        chain may change between calls (a user's transform: :attr:`bindable` is False), the
+        caller goes through ``torch.compile`` at every call.
         """
         self(*args)
         state = _global_state()
-        if not self.bindable or state is None:
-            return None
-        signature = _signature(args)
-        graphs = [g for g in self._backend.graphs if g.signature == signature]
-        if len(graphs) != 1 or graphs[0].plan is None or not callable(graphs[0].compiled):
-            return None
-        inputs = [args[i].shape[0] if as_length else args[i] for i, as_length in graphs[0].plan]
-        compiled = graphs[0].compiled
+        graph = None
+        if self.bindable and state is not None:
+            signature = _signature(args)
+            graphs = [g for g in self._backend.graphs if g.signature == signature]
+            if len(graphs) == 1 and graphs[0].plan is not None and callable(graphs[0].compiled):
+                graph = graphs[0]
+        return BoundUpdate(self, args, graph, state)
 
-        def call() -> None:
-            if state.check():
-                compiled(*inputs)
-            else:  # the global state changed since (a default dtype...): let dynamo decide
-                self(*args)
 
-        return call
+class BoundUpdate:
+    """A :class:`FusedUpdate` bound to its argument tensors (see :meth:`FusedUpdate.bind`).
+
+    :meth:`replace` swaps one argument for a tensor of the same dtype, device and length (a
+    bucket's gradient buffer, freed by ``zero_grad`` and allocated again by backward): the
+    compiled code does not depend on which tensor it reads.
+    """
+
+    def __init__(
+        self, update: FusedUpdate, args: Sequence[Tensor], graph: _Graph | None, state: Any
+    ) -> None:
+        self.update = update
+        self.args: list[Tensor | None] = list(args)
+        self._graph = graph
+        self._state = state
+        self._inputs: list[Any] = []
+        self._refresh()
+
+    @property
+    def direct(self) -> bool:
+        """Whether calls skip dynamo's guard checks."""
+        return self._graph is not None
+
+    def replace(self, position: int, tensor: Tensor | None) -> None:
+        """Use ``tensor`` as argument ``position`` from now on (None: none until replaced)."""
+        self.args[position] = tensor
+        self._refresh()
+
+    def _refresh(self) -> None:
+        graph = self._graph
+        if graph is None or graph.plan is None or any(a is None for a in self.args):
+            self._inputs = []
+            return
+        args = self.args
+        self._inputs = [
+            args[i].shape[0] if as_length else args[i]  # type: ignore[union-attr]
+            for i, as_length in graph.plan
+        ]
+
+    def __call__(self) -> None:
+        graph = self._graph
+        if graph is not None and self._inputs and self._state.check():
+            graph.compiled(*self._inputs)
+        else:  # not bound, or the global state changed since (a default dtype...)
+            if any(a is None for a in self.args):
+                raise RuntimeError("a fused update was called with a released argument")
+            self.update(*self.args)  # type: ignore[arg-type]
 
 
 _CACHE: dict[Any, FusedUpdate | str] = {}

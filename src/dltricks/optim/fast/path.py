@@ -217,12 +217,11 @@ class FlatPath:
     @staticmethod
     def _all_finite(work: list[_Work], eager: list[tuple[dict[str, Any], list[Tensor]]]) -> bool:
         # A whole bucket is checked over its whole buffer: its padding is always zero.
-        grads = [
-            bucket.grad_buf
-            if b - a == len(bucket.params)
-            else bucket.grad_buf[slice(*bucket.span(a, b))]
-            for bucket, a, b, _ in work
-        ]
+        grads = []
+        for bucket, a, b, _ in work:
+            buf = bucket.grad_buf
+            assert buf is not None  # a run has gradients
+            grads.append(buf if b - a == len(bucket.params) else buf[slice(*bucket.span(a, b))])
         grads += [p.grad for _, params in eager for p in params if p.grad is not None]
         return all_finite(grads)
 
@@ -260,13 +259,10 @@ class FlatPath:
         return handled
 
     def detach(self) -> None:
-        """Leave the fast path: absent gradients become None again, hooks are removed."""
+        """Leave the fast path: the buckets' hooks are removed (gradients stay as they are)."""
         for plan in self.plans:
             if plan is None:
                 continue
             for bucket in plan.buckets:
-                for i, p in enumerate(bucket.params):
-                    if p.grad is bucket.grad_alias[i] and not bucket.present[i]:
-                        p.grad = None
                 bucket.release()
         self.plans = []
