@@ -344,7 +344,8 @@ def test_a_users_chain_keeps_the_guard_checks_of_torch_compile() -> None:
     def update(g: torch.Tensor, param: torch.Tensor, hyper: Hyper) -> torch.Tensor:
         return g * scale["value"]
 
-    chain = ours.chain(ours.stateless("scale_by_global", update), b.scale_by_learning_rate())
+    block = ours.stateless("scale_by_global", update, elementwise=True)
+    chain = ours.chain(block, b.scale_by_learning_rate())
     with default_dtype(torch.float64):
         p = nn.Parameter(torch.zeros(40))
         opt = ours.ChainOptimizer([p], chain, lr=1.0, fast=True)
@@ -550,7 +551,7 @@ def _warmup_by_branch() -> ours.Transform:
     def update(u: torch.Tensor, param: torch.Tensor, hyper: Hyper) -> torch.Tensor:
         return u * 0.1 if hyper["step"] <= 3 else u
 
-    return ours.stateless("warmup_by_branch", update)
+    return ours.stateless("warmup_by_branch", update, elementwise=True)
 
 
 def test_a_chain_that_does_not_compile_falls_back_to_eager() -> None:

@@ -18,11 +18,13 @@ What makes the compiled artefact reusable:
   and closures of one ``def`` would share one cache and hit its recompile limit after eight
   chains in a process.
 
-Before compiling, :func:`analyse` runs the chain eagerly on a small probe to learn its
-*layout*: which state entries are elementwise (shaped like the parameter) and which are
-per-parameter scalars (NAdam's ``mu_product``), which hyperparameters ``update`` reads, and
-whether the update is really elementwise (a block that reads a norm of the parameter cannot be
-run over a concatenation of parameters; such chains stay on the eager path).
+Only a chain whose every block declares itself elementwise (:attr:`Transform.elementwise`) is
+fused: a block that reads a norm or the shape of its parameter cannot run over a concatenation
+of parameters, and a block that declares nothing is taken for such a block (it runs on the
+eager path, per tensor). Fusibility is never guessed by running the chain. Before compiling,
+:func:`analyse` runs a declared-elementwise chain eagerly on a small probe to learn its
+*layout*: which state entries are shaped like the parameter and which are per-parameter
+scalars (NAdam's ``mu_product``), and which hyperparameters ``update`` reads.
 """
 
 from __future__ import annotations
@@ -80,12 +82,12 @@ _PROBE_SIZE = 6
 
 
 def _probe_run(
-    transform: Transform, hyper: Mapping[str, Scalar], lo: int, hi: int | None
+    transform: Transform, hyper: Mapping[str, Scalar]
 ) -> tuple[Tensor, State, list[Tensor], list[str]]:
-    """Two steps of ``transform`` on elements ``lo:hi`` of a fixed random probe, in float64."""
+    """Two steps of ``transform`` on a fixed random probe, in float64."""
     gen = torch.Generator().manual_seed(0)
-    param = torch.rand(_PROBE_SIZE, generator=gen, dtype=torch.float64)[lo:hi] + 0.5
-    grads = [torch.randn(_PROBE_SIZE, generator=gen, dtype=torch.float64)[lo:hi] for _ in range(2)]
+    param = torch.rand(_PROBE_SIZE, generator=gen, dtype=torch.float64) + 0.5
+    grads = [torch.randn(_PROBE_SIZE, generator=gen, dtype=torch.float64) for _ in range(2)]
     state = transform.init(param.clone(), {**hyper, "step": 1.0})
     updates = []
     recorder = _RecordingHyper(hyper)
@@ -109,21 +111,25 @@ class _NotFusableError(Exception):
 def analyse(transform: Transform, hyper: Mapping[str, Scalar]) -> Layout | str:
     """The chain's :class:`Layout`, or the reason it cannot be fused.
 
-    Runs two eager steps on a 6-element float64 probe and on its two halves separately: an
-    elementwise chain gives the same numbers both ways. ``KeyError`` (a hyperparameter the
-    group does not set) propagates, as it would on the eager path.
+    A chain that is not declared elementwise is not fused (see the module docstring). For
+    one that is, two eager steps on a 6-element float64 probe tell which state entries are
+    shaped like the parameter and which are scalars, and which hyperparameters the update
+    reads. ``KeyError`` (a hyperparameter the group does not set) propagates, as it would on
+    the eager path.
     """
+    if not transform.elementwise:
+        return (
+            f"{transform.name} is not elementwise: not every block declares "
+            "elementwise=True, so it runs per tensor"
+        )
     try:
-        whole = _probe_run(transform, hyper, 0, _PROBE_SIZE)
-        half = _PROBE_SIZE // 2
-        parts = [_probe_run(transform, hyper, 0, half), _probe_run(transform, hyper, half, None)]
+        param, state, _, read = _probe_run(transform, hyper)
     except _NotFusableError as reason:
         return str(reason)
     except KeyError:
         raise  # a hyperparameter the group lacks: the eager path would fail the same way
-    except Exception as error:  # a user block that needs its real parameter's shape...
+    except Exception as error:
         return f"the probe run failed ({type(error).__name__}: {error})"
-    param, state, updates, read = whole
     tensor_keys, scalar_keys = [], []
     for key, value in state.items():
         if value.shape == param.shape:
@@ -132,20 +138,6 @@ def analyse(transform: Transform, hyper: Mapping[str, Scalar]) -> Layout | str:
             scalar_keys.append(key)
         else:
             return f"state entry {key!r} is neither shaped like the parameter nor a scalar"
-
-    def same(a: Tensor, b: Tensor) -> bool:
-        return bool(torch.allclose(a, b, rtol=1e-12, atol=1e-300, equal_nan=True))
-
-    joined = [torch.cat([a, b]) for a, b in zip(parts[0][2], parts[1][2], strict=True)]
-    consistent = same(param, torch.cat([parts[0][0], parts[1][0]])) and all(
-        same(u, v) for u, v in zip(updates, joined, strict=True)
-    )
-    for key in tensor_keys:
-        consistent &= same(state[key], torch.cat([parts[0][1][key], parts[1][1][key]]))
-    for key in scalar_keys:
-        consistent &= same(state[key], parts[0][1][key]) and same(state[key], parts[1][1][key])
-    if not consistent:
-        return "the update is not elementwise (it reads across elements of a parameter)"
     return Layout(tuple(tensor_keys), tuple(scalar_keys), tuple(read))
 
 
