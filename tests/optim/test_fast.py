@@ -493,23 +493,45 @@ def test_a_chain_that_is_not_elementwise_falls_back_to_eager() -> None:
         assert torch.equal(p, q)
 
 
-def test_bfloat16_parameters_stay_eager_beside_fused_ones() -> None:
-    def run(fast: bool) -> list[torch.Tensor]:
-        wide = nn.Parameter(torch.linspace(-1, 1, 40, dtype=torch.float64))
-        narrow = nn.Parameter(torch.linspace(-1, 1, 8, dtype=torch.bfloat16))
-        opt = ours.Adam([wide, narrow], lr=1e-2, fast=fast)
-        for _ in range(5):
-            opt.zero_grad()
-            ((wide**2).sum() + (narrow.float() ** 2).sum()).backward()
-            opt.step()
-        if fast:
-            plan = _flat(opt).plans[0]
-            assert [p is narrow for p in plan.eager] == [True]
-        return [wide.detach().clone(), narrow.detach().clone()]
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "dtype"), [("AdamW", torch.bfloat16), ("Adam", torch.float16)])
+def test_half_precision_parameters_are_fused_with_float32_math_like_torch_fused(
+    name: str, dtype: torch.dtype
+) -> None:
+    """bf16/fp16 parameters on the fast path compute in float32 and round once, as torch's
+    fused kernels do: the same numbers up to the narrow dtype's last bit."""
 
-    fast, eager = run(True), run(False)
-    torch.testing.assert_close(fast[0], eager[0], rtol=1e-12, atol=1e-14)
-    assert torch.equal(fast[1], eager[1])
+    def run(make: Callable[[list[nn.Parameter]], torch.optim.Optimizer]) -> Any:
+        gen = torch.Generator().manual_seed(0)
+        params = [nn.Parameter(torch.randn(n, generator=gen).to(dtype)) for n in (3000, 1000, 37)]
+        wide = nn.Parameter(torch.randn(500, generator=gen, dtype=torch.float64))
+        opt = make([*params, wide])
+        for step in range(8):
+            gen = torch.Generator().manual_seed(step + 1)
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=gen).to(dtype)
+            wide.grad = torch.randn(wide.shape, generator=gen, dtype=torch.float64)
+            opt.step()
+        return params, wide, opt
+
+    kwargs = {"lr": 1e-2, "weight_decay": 0.1}
+    mine, mine_wide, opt = run(lambda ps: getattr(ours, name)(ps, fast=True, **kwargs))
+    ref, ref_wide, ref_opt = run(lambda ps: getattr(torch.optim, name)(ps, fused=True, **kwargs))
+    buckets = _flat(opt).plans[0].buckets
+    assert sorted(str(bucket.param_buf.dtype) for bucket in buckets) == sorted(
+        [str(dtype), "torch.float64"]
+    )
+    assert not _flat(opt).plans[0].eager
+    for p, q in zip(mine, ref, strict=True):
+        assert p.dtype == dtype
+        ulp = torch.finfo(dtype).eps * q.detach().float().abs().clamp_min(1.0)
+        gap = (p.detach().float() - q.detach().float()).abs()
+        assert bool((gap <= ulp).all()), f"more than one {dtype} ulp apart: {gap.max()}"
+        assert float((gap > 0).float().mean()) < 0.01, "rounding differs on many elements"
+        for key in ("exp_avg", "exp_avg_sq"):
+            assert opt.state[p][key].dtype == dtype
+            torch.testing.assert_close(opt.state[p][key], ref_opt.state[q][key])
+    torch.testing.assert_close(mine_wide.detach(), ref_wide.detach(), rtol=1e-12, atol=1e-14)
 
 
 def test_a_model_moved_after_steps_is_laid_out_again() -> None:

@@ -13,13 +13,14 @@ Two execution paths compute the same update:
 * **eager**: the chain runs block by block, parameter by parameter.
 
 ``fast=None`` (default) takes the fast path for buckets of at least
-:data:`~dltricks.optim.fast.MIN_FAST_NUMEL` float32/float64 elements on CPU or CUDA;
-``fast=True`` for every bucket it can take; ``fast=False`` never. The environment variable
+:data:`~dltricks.optim.fast.MIN_FAST_NUMEL` floating elements on CPU or CUDA (float16 and
+bfloat16 computed in float32 inside the kernel, as torch's fused optimizers do); ``fast=True``
+for every bucket it can take; ``fast=False`` never. The environment variable
 ``DLTRICKS_FAST=0`` turns the fast path off everywhere, ``DLTRICKS_FAST=1`` makes ``fast=None``
-behave as ``fast=True``. What stays eager on the fast path: float16/bfloat16 or non-contiguous
-parameters, parameters on other devices or sharing storage with other tensors, chains that are
-not elementwise or fail to compile (with a RuntimeWarning), and steps inside an outer
-``torch.compile``.
+behave as ``fast=True``. What stays eager on the fast path: DTensor parameters (FSDP2, tensor
+parallel), non-contiguous parameters, parameters on other devices or sharing storage with
+other tensors, chains with a block not declared elementwise or that fail to compile (with a
+RuntimeWarning), and steps inside an outer ``torch.compile``.
 """
 
 from __future__ import annotations

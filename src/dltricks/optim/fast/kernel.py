@@ -152,12 +152,22 @@ _INDUCTOR_OPTIONS = {
 }
 
 
+_NARROW_DTYPES = (torch.float16, torch.bfloat16)
+
+
 def _fused_update_source(transform: Transform, layout: Layout) -> FusedFn:
     tensor_keys, scalar_keys, hyper_keys = layout.tensor_keys, layout.scalar_keys, layout.hyper_keys
     n_tensor, n_scalar = len(tensor_keys), len(scalar_keys)
 
     def fused(param: Tensor, grad: Tensor, steps: Tensor, *args: Tensor) -> None:
-        tensors = args[:n_tensor]
+        stored = args[:n_tensor]
+        # float16/bfloat16 buffers: the update computed in float32 and rounded once when
+        # stored, as torch's fused optimizers do (dynamo specialises on the dtype, so this
+        # branch is decided when tracing).
+        narrow = param.dtype in _NARROW_DTYPES
+        theta = param.float() if narrow else param
+        grad = grad.float() if narrow else grad
+        tensors = [t.float() for t in stored] if narrow else stored
         # Scalar state comes as one-element vectors, read and written in place, so the kernel
         # returns nothing and a call is all a step takes (the caller copies the new value to
         # the other parameters of the run, which share it). Not as 0-dim tensors: inductor
@@ -167,9 +177,12 @@ def _fused_update_source(transform: Transform, layout: Layout) -> FusedFn:
         hyper: Hyper = dict(zip(hyper_keys, args[n_tensor + n_scalar :], strict=True))
         state = dict(zip(tensor_keys, tensors, strict=True))
         state.update((key, vector[0]) for key, vector in zip(scalar_keys, vectors, strict=True))
-        update, changed = transform.update(grad, state, param, hyper)
-        param.add_(update)
-        for key, buffer in zip(tensor_keys, tensors, strict=True):
+        update, changed = transform.update(grad, state, theta, hyper)
+        if narrow:
+            param.copy_(theta + update)
+        else:
+            param.add_(update)
+        for key, buffer in zip(tensor_keys, stored, strict=True):
             if key in changed:
                 buffer.copy_(changed[key])
         for key, vector in zip(scalar_keys, vectors, strict=True):

@@ -21,10 +21,11 @@ from dltricks.optim.grads import params_with_grad
 if TYPE_CHECKING:
     from dltricks.optim.adapter import ComposedOptimizer
 
-FAST_DTYPES = (torch.float32, torch.float64)
-"""Dtypes the fast path takes. Inductor computes float16/bfloat16 in float32 and rounds once,
-where the eager path rounds after every operation: the paths would disagree, so those stay
-eager."""
+FAST_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+"""Dtypes the fast path takes. float16/bfloat16 parameters keep float16/bfloat16 state, and the
+kernel computes the update in float32 and rounds once when it stores the parameter and the
+state, as torch's fused optimizers do; the eager path rounds after every operation, so the two
+paths agree only to the narrow dtype's rounding there."""
 
 FAST_DEVICES = ("cpu", "cuda")
 
