@@ -36,6 +36,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from dltricks.optim.base import Scalar, Transform
+from dltricks.optim.fast import compiled_step
 from dltricks.optim.fast.path import MIN_FAST_NUMEL, FlatPath
 from dltricks.optim.finite import all_finite
 from dltricks.optim.grads import params_with_grad
@@ -118,6 +119,7 @@ class ComposedOptimizer(Optimizer):
         self._flat: FlatPath | None = None
         self._chains: dict[tuple[Any, ...], Transform] = {}
         super().__init__(params, defaults)
+        compiled_step.register(self)
 
     # -- what subclasses provide ---------------------------------------------------------
 
@@ -224,9 +226,26 @@ class ComposedOptimizer(Optimizer):
         Otherwise it skips that wrapper, whose profiler range costs a few microseconds per
         step even when no profiler runs (a small model's whole step takes tens).
         """
+        if torch.compiler.is_compiling() and compiled_step.available():
+            # Traced by torch.compile: the step becomes one opaque operator of the graph,
+            # which runs the ordinary step below when the graph runs (see compiled_step).
+            loss = None
+            if closure is not None:
+                with torch.enable_grad():
+                    loss = closure()
+            compiled_step.step_in_graph(self)
+            return loss
         if _needs_torch_wrapper(self):
             return _step_in_torch_wrapper(self, closure)
         return self._plain_step(closure)
+
+    def step_outside_compile(self) -> None:
+        """One step without a closure, as :meth:`step` takes it outside ``torch.compile``
+        (hooks and profiler range included); what the compiled step's operator runs."""
+        if _needs_torch_wrapper(self):
+            _step_in_torch_wrapper(self, None)
+        else:
+            self._plain_step(None)
 
     # torch wraps an optimizer class's step in its hook/profiler wrapper unless marked so;
     # ComposedOptimizer.step enters that wrapper itself when it is needed.
@@ -487,6 +506,10 @@ class ComposedOptimizer(Optimizer):
         if self.nonfinite == "raise":
             raise NonFiniteGradientError(self._describe_nonfinite(work))
         self.skipped_steps += 1
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        compiled_step.register(self)  # a copy is an optimizer of its own
 
     def __getstate__(self) -> dict[str, Any]:
         # torch pickles (and deep-copies) only defaults, state and param_groups; keep the
