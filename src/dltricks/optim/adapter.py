@@ -31,12 +31,11 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Literal
 
 import torch
-import torch.optim.optimizer as torch_optimizer
 from torch import Tensor
 from torch.optim import Optimizer
 
 from dltricks.optim.base import Scalar, Transform
-from dltricks.optim.fast import compiled_step
+from dltricks.optim.fast import compiled_step, torch_internals
 from dltricks.optim.fast.path import MIN_FAST_NUMEL, FlatPath
 from dltricks.optim.finite import all_finite
 from dltricks.optim.grads import params_with_grad
@@ -46,11 +45,6 @@ from dltricks.optim.validation import (
     check_non_negative,
     check_unit_interval,
 )
-
-# Where torch keeps its global optimizer step hooks (torch.optim.optimizer in 2.x); None in a
-# layout without them, and then every step runs inside torch's wrapper.
-_GLOBAL_PRE_HOOKS: Any = getattr(torch_optimizer, "_global_optimizer_pre_hooks", None)
-_GLOBAL_POST_HOOKS: Any = getattr(torch_optimizer, "_global_optimizer_post_hooks", None)
 
 NonFinitePolicy = Literal["raise", "skip", "ignore"]
 DerivedOption = Callable[[Mapping[str, Any]], Any]
@@ -567,14 +561,15 @@ class ComposedOptimizer(Optimizer):
 
 def _needs_torch_wrapper(optimizer: ComposedOptimizer) -> bool:
     """Whether a step hook or a profiler is in use (or this torch hides where they live)."""
-    if _GLOBAL_PRE_HOOKS is None or _GLOBAL_POST_HOOKS is None:
+    hooks = torch_internals.optimizer_hook_dicts()
+    if hooks is None:
         return True
     return bool(
-        _GLOBAL_PRE_HOOKS
-        or _GLOBAL_POST_HOOKS
+        hooks[0]
+        or hooks[1]
         or getattr(optimizer, "_optimizer_step_pre_hooks", True)
         or getattr(optimizer, "_optimizer_step_post_hooks", True)
-        or getattr(torch.autograd.profiler, "_is_profiler_enabled", True)
+        or torch_internals.profiler_enabled()
     )
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import itertools
 import types
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,7 @@ import torch
 from torch import Tensor
 
 from dltricks.optim.base import Hyper, Scalar, State, Transform
+from dltricks.optim.fast import torch_internals
 
 _names = itertools.count()
 
@@ -205,11 +207,7 @@ and torch's global state as dynamo guards it (default dtype, thread count, autoc
 
 def _global_state() -> Any:
     """Dynamo's own check of torch's global state, or None where this torch lacks it."""
-    try:
-        from torch._C._dynamo.guards import GlobalStateGuard
-    except ImportError:
-        return None
-    return GlobalStateGuard()
+    return torch_internals.dynamo_global_state()
 
 
 def _signature(args: Sequence[Tensor]) -> Signature:
@@ -240,8 +238,8 @@ class _CapturingInductor:
         self.signature: Signature | None = None
 
     def __call__(self, module: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
-        from torch._inductor.compile_fx import compile_fx
-
+        compile_fx = torch_internals.inductor_compile_fx()
+        assert compile_fx is not None  # FusedUpdate uses this backend only when it exists
         compiled = compile_fx(module, example_inputs, config_patches=dict(self.options))
         self.graphs.append(_Graph(self.signature, module, list(example_inputs), compiled))
         return compiled
@@ -264,11 +262,14 @@ def _argument_plan(graph: _Graph, args: Sequence[Tensor]) -> list[tuple[int, boo
     for node, example in zip(placeholders, graph.example_inputs, strict=True):
         if isinstance(example, Tensor):
             index = next((i for i, a in enumerate(args) if a is example), None)
-            fake = node.meta.get("example_value")
-            if index is None or not isinstance(fake, Tensor):
+            fake = torch_internals.placeholder_example(node)
+            if index is None or fake is None:
                 return None
             if fake.dim() == 1 and isinstance(fake.shape[0], torch.SymInt):
-                lengths.setdefault(fake.shape[0].node.expr, index)
+                symbol = torch_internals.symbol_of(fake.shape[0])
+                if symbol is None:
+                    return None
+                lengths.setdefault(symbol, index)
             plan.append((index, False))
         elif isinstance(example, torch.SymInt):
             plan.append(None)  # resolved below, once every tensor's length is known
@@ -277,7 +278,7 @@ def _argument_plan(graph: _Graph, args: Sequence[Tensor]) -> list[tuple[int, boo
     out: list[tuple[int, bool]] = []
     for entry, example in zip(plan, graph.example_inputs, strict=True):
         if entry is None:
-            index = lengths.get(example.node.expr)
+            index = lengths.get(torch_internals.symbol_of(example))
             if index is None:
                 return None
             entry = (index, True)
@@ -307,12 +308,19 @@ class FusedUpdate:
         self.failure: str | None = None
         self.bindable = bindable
         self._backend = _CapturingInductor(_INDUCTOR_OPTIONS)
-        self._fn: Any = torch.compile(
-            _fused_update_source(transform, layout),
-            dynamic=True,
-            fullgraph=True,
-            backend=self._backend,
-        )
+        source = _fused_update_source(transform, layout)
+        if torch_internals.inductor_compile_fx() is not None:
+            self._fn: Any = torch.compile(
+                source, dynamic=True, fullgraph=True, backend=self._backend
+            )
+        else:  # the public path: inductor by name, its graphs not handed out (never direct)
+            self._fn = torch.compile(
+                source,
+                dynamic=True,
+                fullgraph=True,
+                backend="inductor",
+                options=dict[str, Any](_INDUCTOR_OPTIONS),
+            )
 
     @property
     def compilations(self) -> int:
@@ -356,7 +364,11 @@ class FusedUpdate:
         if self.bindable and state is not None:
             signature = _signature(args)
             graphs = [g for g in self._backend.graphs if g.signature == signature]
-            if len(graphs) == 1 and graphs[0].plan is not None and callable(graphs[0].compiled):
+            if (
+                len(graphs) == 1
+                and graphs[0].plan is not None
+                and torch_internals.calls_unboxed(graphs[0].compiled)
+            ):
                 graph = graphs[0]
         return BoundUpdate(self, args, graph, state)
 
@@ -410,7 +422,11 @@ class BoundUpdate:
             self.update(*self.args)  # type: ignore[arg-type]
 
 
-_CACHE: dict[Any, FusedUpdate | str] = {}
+CACHE_SIZE = 64
+"""How many chains' fused updates a process keeps (least recently used first out). A bucket
+holds its own, so an evicted update only costs a later optimizer of that chain a new trace."""
+
+_CACHE: OrderedDict[Any, FusedUpdate | str] = OrderedDict()
 
 
 def fused_update_for(
@@ -418,17 +434,20 @@ def fused_update_for(
 ) -> FusedUpdate | str:
     """The (process-wide cached) fused update of ``transform``, or why it cannot be fused.
 
-    ``key`` identifies the chain across optimizer instances: equal keys must mean equal chains
-    (the adapter uses the optimizer class and its structural options, or a user's Transform
-    object itself). ``bindable``: see :attr:`FusedUpdate.bindable`.
+    ``key`` identifies the chain's structure across optimizer instances: equal keys must mean
+    equal chains (the adapter uses the optimizer class and its structural options, or a
+    user's Transform object itself). The cache keeps the :data:`CACHE_SIZE` most recently
+    used keys. ``bindable``: see :attr:`FusedUpdate.bindable`.
     """
     cached = _CACHE.get(key)
-    if cached is None:
-        layout = analyse(transform, hyper)
-        cached = (
-            FusedUpdate(transform, layout, bindable=bindable)
-            if isinstance(layout, Layout)
-            else layout
-        )
-        _CACHE[key] = cached
+    if cached is not None:
+        _CACHE.move_to_end(key)
+        return cached
+    layout = analyse(transform, hyper)
+    cached = (
+        FusedUpdate(transform, layout, bindable=bindable) if isinstance(layout, Layout) else layout
+    )
+    _CACHE[key] = cached
+    while len(_CACHE) > CACHE_SIZE:
+        _CACHE.popitem(last=False)
     return cached
