@@ -20,7 +20,8 @@ for every bucket it can take; ``fast=False`` never. The environment variable
 behave as ``fast=True``. What stays eager on the fast path: DTensor parameters (FSDP2, tensor
 parallel), non-contiguous parameters, parameters on other devices or sharing storage with
 other tensors, chains with a block not declared elementwise or that fail to compile (with a
-RuntimeWarning), and steps inside an outer ``torch.compile``.
+RuntimeWarning). A step traced by ``torch.compile`` is one operator of the graph that runs
+the step as above (:mod:`dltricks.optim.fast.compiled_step`).
 """
 
 from __future__ import annotations

@@ -46,9 +46,14 @@ Fallbacks (the eager path, for the parameters or chains concerned): DTensor para
 other than CPU and CUDA, parameters that share storage with another tensor, buckets under
 :data:`MIN_FAST_NUMEL` elements in automatic mode, a chain with a block that does not declare
 itself elementwise or that does not compile (a ``RuntimeWarning`` says why), one-element runs, and
-steps traced by an outer ``torch.compile``. Parameters without a gradient at a step are skipped
+steps traced by an outer ``torch.compile`` on a torch without ``torch.library.custom_op``
+(otherwise such a step is one operator that runs this path: see
+:mod:`~dltricks.optim.fast.compiled_step`). Parameters without a gradient at a step are skipped
 exactly as on the eager path; if that leaves parameters of a bucket at different step counts,
 each group of equal history gets its own kernel call on its slice of the buffers.
+
+Private torch APIs are used only through :mod:`~dltricks.optim.fast.torch_internals`, each
+with a public fallback.
 
 Inductor specialises a CPU kernel on the torch thread count of its first compilation; change
 ``torch.set_num_threads`` before the first step, not after.
