@@ -209,6 +209,35 @@ def test_parameters_that_never_got_a_gradient_are_never_moved_like_torch(
     assert all(p.grad is None and not fast_opt.state[p] for p in never)
 
 
+def test_autograd_grad_leaves_gradients_none_and_parameters_unmoved_like_torch() -> None:
+    """torch.autograd.grad runs the parameters' tensor hooks but accumulates nothing: the next
+    step sees no gradient, as torch's does."""
+
+    def run(make: Callable[[Any], torch.optim.Optimizer]) -> tuple[nn.Module, Any]:
+        with default_dtype(torch.float64):
+            model = make_model()
+        x, y = make_data()
+        opt = make(model.parameters())
+        for i in range(4):
+            opt.zero_grad()
+            loss = nn.functional.mse_loss(model(x[:8]), y[:8])
+            if i == 2:  # a gradient norm, say, taken without accumulating
+                torch.autograd.grad(loss, list(model.parameters()))
+            else:
+                loss.backward()
+            opt.step()
+            if i == 2:
+                assert all(p.grad is None for p in model.parameters())
+        return model, opt
+
+    fast, fast_opt = run(lambda ps: ours.AdamW(ps, lr=1e-2, weight_decay=0.5, fast=True))
+    ref, ref_opt = run(lambda ps: torch.optim.AdamW(ps, lr=1e-2, weight_decay=0.5))
+    assert _flat(fast_opt).plans[0].buckets
+    _assert_close_models(fast, ref)
+    for p, q in zip(fast.parameters(), ref.parameters(), strict=True):
+        assert float(fast_opt.state[p]["step"]) == float(ref_opt.state[q]["step"]) == 3.0
+
+
 def test_state_dict_round_trip_continues_bit_identically_on_the_fast_path() -> None:
     def factory(ps: Any) -> torch.optim.Optimizer:
         return ours.NAdam(ps, lr=1e-2, fast=True)

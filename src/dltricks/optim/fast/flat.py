@@ -83,6 +83,21 @@ class _BindGradient:
             bucket.bind_grad(self.index)
 
 
+class _GradAccumulated:
+    """Post-accumulate-grad hook: backward did write the gradient :class:`_BindGradient`
+    bound. ``torch.autograd.grad`` runs tensor hooks but accumulates nothing; a binding it
+    left behind is undone (``p.grad`` back to None) before the gradients are read."""
+
+    def __init__(self, bucket: Bucket, index: int) -> None:
+        self.bucket = weakref.ref(bucket)
+        self.index = index
+
+    def __call__(self, param: Tensor) -> None:
+        bucket = self.bucket()
+        if bucket is not None:
+            bucket.pending[self.index] = False
+
+
 class Bucket:
     """Parameters of one group with one dtype and device, bound to flat buffers."""
 
@@ -130,6 +145,8 @@ class Bucket:
         self.grad_alias: list[Tensor] = []
         # Whether a gradient slice may hold something else than zeros.
         self.dirty: list[bool] = []
+        # Bound by _BindGradient, not yet written by backward (see _GradAccumulated).
+        self.pending: list[bool] = [False] * len(params)
         self.state_alias: list[State] = []
         self.state_dicts: list[dict[str, Any]] = []
         self.ptrs: list[int] = []
@@ -220,6 +237,7 @@ class Bucket:
             st.update(entries)
         self.state_dicts.append(st)
         self._hooks.append(p.register_hook(_BindGradient(self, i)))
+        self._hooks.append(p.register_post_accumulate_grad_hook(_GradAccumulated(self, i)))
 
     # -- checks ------------------------------------------------------------------------
 
@@ -271,8 +289,10 @@ class Bucket:
         if set_to_none:
             for p in params:
                 p.grad = None
+            self.pending = [False] * len(params)
             self._release_grads()
             return
+        self._undo_pending()
         grads = list(map(_grad_of, params))
         if self.grad_buf is not None and all(map(operator.is_, grads, aliases)):
             self.grad_buf.zero_()  # the usual case: one pass over the whole buffer
@@ -327,9 +347,21 @@ class Bucket:
         p = self.params[i]
         if p.grad is None:
             p.grad = self.grad_slice(i)
+            self.pending[i] = True
+
+    def _undo_pending(self) -> None:
+        """``p.grad = None`` again where a binding was not followed by an accumulation."""
+        if not any(self.pending):
+            return
+        for i, p in enumerate(self.params):
+            if self.pending[i]:
+                self.pending[i] = False
+                if self.grad_buf is not None and p.grad is self.grad_alias[i]:
+                    p.grad = None
 
     def gather_grads(self) -> list[bool]:
         """Which parameters have a gradient now; copies user-assigned gradients in."""
+        self._undo_pending()
         grads = list(map(_grad_of, self.params))
         if self.grad_buf is not None and all(map(operator.is_, grads, self.grad_alias)):
             return [True] * len(grads)  # the usual loop: every p.grad is still its slice
