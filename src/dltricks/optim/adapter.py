@@ -13,13 +13,15 @@ Two execution paths compute the same update:
 * **eager**: the chain runs block by block, parameter by parameter.
 
 ``fast=None`` (default) takes the fast path for buckets of at least
-:data:`~dltricks.optim.fast.MIN_FAST_NUMEL` float32/float64 elements on CPU or CUDA;
-``fast=True`` for every bucket it can take; ``fast=False`` never. The environment variable
+:data:`~dltricks.optim.fast.MIN_FAST_NUMEL` floating elements on CPU or CUDA (float16 and
+bfloat16 computed in float32 inside the kernel, as torch's fused optimizers do); ``fast=True``
+for every bucket it can take; ``fast=False`` never. The environment variable
 ``DLTRICKS_FAST=0`` turns the fast path off everywhere, ``DLTRICKS_FAST=1`` makes ``fast=None``
-behave as ``fast=True``. What stays eager on the fast path: float16/bfloat16 or non-contiguous
-parameters, parameters on other devices or sharing storage with other tensors, chains that are
-not elementwise or fail to compile (with a RuntimeWarning), and steps inside an outer
-``torch.compile``.
+behave as ``fast=True``. What stays eager on the fast path: DTensor parameters (FSDP2, tensor
+parallel), non-contiguous parameters, parameters on other devices or sharing storage with
+other tensors, chains with a block not declared elementwise or that fail to compile (with a
+RuntimeWarning). A step traced by ``torch.compile`` is one operator of the graph that runs
+the step as above (:mod:`dltricks.optim.fast.compiled_step`).
 """
 
 from __future__ import annotations
@@ -31,11 +33,11 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Literal
 
 import torch
-import torch.optim.optimizer as torch_optimizer
 from torch import Tensor
 from torch.optim import Optimizer
 
 from dltricks.optim.base import Scalar, Transform
+from dltricks.optim.fast import compiled_step, torch_internals
 from dltricks.optim.fast.path import MIN_FAST_NUMEL, FlatPath
 from dltricks.optim.finite import all_finite
 from dltricks.optim.grads import params_with_grad, real_view
@@ -46,11 +48,6 @@ from dltricks.optim.validation import (
     check_non_negative,
     check_unit_interval,
 )
-
-# Where torch keeps its global optimizer step hooks (torch.optim.optimizer in 2.x); None in a
-# layout without them, and then every step runs inside torch's wrapper.
-_GLOBAL_PRE_HOOKS: Any = getattr(torch_optimizer, "_global_optimizer_pre_hooks", None)
-_GLOBAL_POST_HOOKS: Any = getattr(torch_optimizer, "_global_optimizer_post_hooks", None)
 
 NonFinitePolicy = Literal["raise", "skip", "ignore"]
 DerivedOption = Callable[[Mapping[str, Any]], Any]
@@ -88,10 +85,9 @@ class ComposedOptimizer(Optimizer):
     when it is not finite).
 
     ``fast`` chooses the execution path (see the module docstring). On the fast path
-    ``p.data``, ``p.grad`` and the state tensors are slices of flat buffers, and
-    :meth:`zero_grad` zeroes the gradient buffer in place: with ``set_to_none=True`` (default)
-    ``p.grad`` stays a zero tensor instead of becoming None, and a parameter that the next
-    backward does not reach is still skipped by the next step, as torch would skip it.
+    ``p.data``, ``p.grad`` and the state tensors are slices of flat buffers; :meth:`zero_grad`
+    behaves as torch's (``set_to_none=True`` sets every ``p.grad`` to None and frees the
+    gradient buffer, the next backward writes into a fresh one in place).
     """
 
     structural_options: ClassVar[tuple[str, ...]] = ()
@@ -149,6 +145,7 @@ class ComposedOptimizer(Optimizer):
             self._step_supports_amp_scaling = True
             if fast is None:
                 self.fast = True
+        compiled_step.register(self)
 
     # -- what subclasses provide ---------------------------------------------------------
 
@@ -269,6 +266,20 @@ class ComposedOptimizer(Optimizer):
         Otherwise it skips that wrapper, whose profiler range costs a few microseconds per
         step even when no profiler runs (a small model's whole step takes tens).
         """
+        if (
+            grad_scale is None
+            and found_inf is None
+            and torch.compiler.is_compiling()
+            and compiled_step.available()
+        ):
+            # Traced by torch.compile: the step becomes one opaque operator of the graph,
+            # which runs the ordinary step below when the graph runs (see compiled_step).
+            loss = None
+            if closure is not None:
+                with torch.enable_grad():
+                    loss = closure()
+            compiled_step.step_in_graph(self)
+            return loss
         if grad_scale is not None or found_inf is not None:
             if _needs_torch_wrapper(self):
                 return _step_in_torch_wrapper(
@@ -278,6 +289,14 @@ class ComposedOptimizer(Optimizer):
         if _needs_torch_wrapper(self):
             return _step_in_torch_wrapper(self, closure)
         return self._plain_step(closure)
+
+    def step_outside_compile(self) -> None:
+        """One step without a closure, as :meth:`step` takes it outside ``torch.compile``
+        (hooks and profiler range included); what the compiled step's operator runs."""
+        if _needs_torch_wrapper(self):
+            _step_in_torch_wrapper(self, None)
+        else:
+            self._plain_step(None)
 
     # torch wraps an optimizer class's step in its hook/profiler wrapper unless marked so;
     # ComposedOptimizer.step enters that wrapper itself when it is needed.
@@ -343,11 +362,11 @@ class ComposedOptimizer(Optimizer):
             self.step_group_eagerly(group, params)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """Reset the gradients; on the fast path, zero the flat gradient buffers in place.
+        """Reset the gradients as ``torch.optim.Optimizer.zero_grad`` does.
 
-        Parameters bound to a flat buffer keep ``p.grad`` as a zeroed slice of it (see the
-        class docstring for how ``set_to_none`` is honoured); every other parameter follows
-        ``torch.optim.Optimizer.zero_grad``.
+        ``set_to_none=True``: every ``p.grad`` becomes None (on the fast path the flat
+        gradient buffers are freed too). ``set_to_none=False``: existing gradients are zeroed
+        in place and None stays None, so a parameter that then gets no gradient is not moved.
         """
         flat = self._fast_path()
         if flat is None:
@@ -638,6 +657,9 @@ class ComposedOptimizer(Optimizer):
                     and not isinstance(entry["step"], Tensor)
                 ):
                     entry["step"] = torch.tensor(float(entry["step"]), dtype=torch.float32)
+        if "_compile_handle" not in self.__dict__:
+            # A copy or an unpickled optimizer is an optimizer of its own; a load keeps its handle.
+            compiled_step.register(self)
 
     # -- internals -----------------------------------------------------------------------
 
@@ -722,14 +744,15 @@ class ComposedOptimizer(Optimizer):
 
 def _needs_torch_wrapper(optimizer: ComposedOptimizer) -> bool:
     """Whether a step hook or a profiler is in use (or this torch hides where they live)."""
-    if _GLOBAL_PRE_HOOKS is None or _GLOBAL_POST_HOOKS is None:
+    hooks = torch_internals.optimizer_hook_dicts()
+    if hooks is None:
         return True
     return bool(
-        _GLOBAL_PRE_HOOKS
-        or _GLOBAL_POST_HOOKS
+        hooks[0]
+        or hooks[1]
         or getattr(optimizer, "_optimizer_step_pre_hooks", True)
         or getattr(optimizer, "_optimizer_step_post_hooks", True)
-        or getattr(torch.autograd.profiler, "_is_profiler_enabled", True)
+        or torch_internals.profiler_enabled()
     )
 
 

@@ -64,12 +64,22 @@ class Transform:
             hyperparameters, e.g. AdaGrad's initial accumulator value).
         update: transforms ``u``; reads ``state`` and returns only the entries it changed.
         state_keys: the names of the state entries this transformation owns.
+        elementwise: the block's declaration of what it is. True: every element of ``u'``
+            and of the new state depends only on the same element of ``u``, ``theta`` and
+            the state, and on the hyperparameters (``u' = f(u_i, theta_i, state_i, hyper)``
+            for each index ``i``, whatever the tensor's shape): it may be fused over any
+            layout (flat buffers of many parameters, local shards), and per-parameter 0-dim
+            state entries (NAdam's ``mu_product``) are allowed. False (the default, and what
+            a block that declares nothing is): a *per-tensor* block, which sees whole
+            tensors (a norm, an orthogonalisation, anything reading the shape); it always
+            runs on the eager path, one parameter at a time. Never guessed by running it.
     """
 
     name: str
     init: InitFn
     update: UpdateFn
     state_keys: tuple[str, ...] = ()
+    elementwise: bool = False
 
     def __repr__(self) -> str:
         return f"Transform({self.name})"
@@ -88,8 +98,17 @@ def resolve(value: Hyperparameter, hyper: Hyper) -> Scalar:
     return value
 
 
-def stateless(name: str, update: Callable[[Tensor, Tensor, Hyper], Tensor]) -> Transform:
-    """A transformation with no state: ``u' = update(u, theta, hyper)``."""
+def stateless(
+    name: str,
+    update: Callable[[Tensor, Tensor, Hyper], Tensor],
+    *,
+    elementwise: bool = False,
+) -> Transform:
+    """A transformation with no state: ``u' = update(u, theta, hyper)``.
+
+    ``elementwise``: see :class:`Transform`; declare True only for an update that works on
+    each element alone (it may then be fused). Undeclared blocks run per tensor, exactly.
+    """
 
     def init(param: Tensor, hyper: Hyper) -> State:
         return {}
@@ -99,7 +118,7 @@ def stateless(name: str, update: Callable[[Tensor, Tensor, Hyper], Tensor]) -> T
     ) -> tuple[Tensor, State]:
         return update(u, param, hyper), {}
 
-    return Transform(name=name, init=init, update=update_fn)
+    return Transform(name=name, init=init, update=update_fn, elementwise=elementwise)
 
 
 def select(condition: bool | Tensor, if_true: Tensor, if_false: Tensor) -> Tensor:

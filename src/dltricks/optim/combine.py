@@ -52,7 +52,11 @@ def chain(*transforms: Transform) -> Transform:
         return u, changed
 
     name = " -> ".join(t.name for t in transforms)
-    return Transform(name=f"chain({name})", init=init, update=update, state_keys=keys)
+    # A chain is elementwise only if every block declares it is.
+    elementwise = all(t.elementwise for t in transforms)
+    return Transform(
+        name=f"chain({name})", init=init, update=update, state_keys=keys, elementwise=elementwise
+    )
 
 
 def ratio(numerator: Transform, denominator: Transform) -> Transform:
@@ -79,6 +83,7 @@ def ratio(numerator: Transform, denominator: Transform) -> Transform:
         init=init,
         update=update,
         state_keys=keys,
+        elementwise=numerator.elementwise and denominator.elementwise,
     )
 
 
@@ -93,7 +98,7 @@ def identity() -> Transform:
     ) -> tuple[Tensor, State]:
         return u, {}
 
-    return Transform(name="identity", init=init, update=update)
+    return Transform(name="identity", init=init, update=update, elementwise=True)
 
 
 def zeros_like_state(param: Tensor, *keys: str) -> State:

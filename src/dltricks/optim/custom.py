@@ -27,6 +27,12 @@ class ChainOptimizer(ComposedOptimizer):
             b.scale_by_learning_rate(),
         )
         optimizer = ChainOptimizer(model.parameters(), rmsprop_nesterov, lr=1e-3)
+
+    The fast path fuses a chain only when every block declares itself elementwise (all of
+    :mod:`dltricks.optim.blocks` do). A block of your own, made with ``stateless`` or
+    ``Transform``, declares nothing by default and so runs per tensor on the eager path,
+    whatever it computes (a per-row norm, an orthogonalisation); pass ``elementwise=True``
+    only if each element of its output depends on the same element of its inputs alone.
     """
 
     chain_is_fixed = False

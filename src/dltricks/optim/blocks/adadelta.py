@@ -46,5 +46,9 @@ def scale_by_adadelta(
         return delta, {key: v, delta_key: accumulated}
 
     return Transform(
-        name=f"scale_by_adadelta({rho})", init=init, update=update, state_keys=(key, delta_key)
+        name=f"scale_by_adadelta({rho})",
+        init=init,
+        update=update,
+        state_keys=(key, delta_key),
+        elementwise=True,
     )

@@ -26,4 +26,4 @@ def bias_correction(decay: Hyperparameter = "beta1") -> Transform:
         # that a single-threaded fused step cannot hide behind memory traffic.
         return u * (1 / (1 - power(beta, hyper["step"])))
 
-    return stateless(f"bias_correction({decay})", update)
+    return stateless(f"bias_correction({decay})", update, elementwise=True)

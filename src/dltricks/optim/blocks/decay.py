@@ -21,7 +21,7 @@ def add_l2_penalty(weight_decay: Hyperparameter = "weight_decay") -> Transform:
         wd = resolve(weight_decay, hyper)
         return u + wd * param
 
-    return stateless(f"add_l2_penalty({weight_decay})", update)
+    return stateless(f"add_l2_penalty({weight_decay})", update, elementwise=True)
 
 
 def add_decayed_weights(weight_decay: Hyperparameter = "weight_decay") -> Transform:
@@ -38,4 +38,4 @@ def add_decayed_weights(weight_decay: Hyperparameter = "weight_decay") -> Transf
         wd = resolve(weight_decay, hyper)
         return u + wd * param
 
-    return stateless(f"add_decayed_weights({weight_decay})", update)
+    return stateless(f"add_decayed_weights({weight_decay})", update, elementwise=True)

@@ -46,7 +46,11 @@ def trace(
 
     name = "nesterov" if nesterov else "heavy_ball"
     return Transform(
-        name=f"{name}({momentum}, {dampening})", init=init, update=update, state_keys=(key,)
+        name=f"{name}({momentum}, {dampening})",
+        init=init,
+        update=update,
+        state_keys=(key,),
+        elementwise=True,
     )
 
 
@@ -73,7 +77,9 @@ def ema(decay: Hyperparameter = "beta1", *, key: str = "exp_avg") -> Transform:
         m = state[key] + (1 - beta) * (u - state[key])
         return m, {key: m}
 
-    return Transform(name=f"ema({decay})", init=init, update=update, state_keys=(key,))
+    return Transform(
+        name=f"ema({decay})", init=init, update=update, state_keys=(key,), elementwise=True
+    )
 
 
 def nesterov_first_moment(
@@ -122,4 +128,5 @@ def nesterov_first_moment(
         init=init,
         update=update,
         state_keys=(key, product_key),
+        elementwise=True,
     )

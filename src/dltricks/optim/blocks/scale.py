@@ -13,12 +13,12 @@ def scale_by_learning_rate(lr: Hyperparameter = "lr") -> Transform:
     def update(u: Tensor, param: Tensor, hyper: Hyper) -> Tensor:
         return u * -resolve(lr, hyper)
 
-    return stateless(f"scale_by_learning_rate({lr})", update)
+    return stateless(f"scale_by_learning_rate({lr})", update, elementwise=True)
 
 
 def scale(factor: float) -> Transform:
     """Multiply by a constant: ``u' = c * u``."""
-    return stateless(f"scale({factor})", lambda u, param, hyper: u * factor)
+    return stateless(f"scale({factor})", lambda u, param, hyper: u * factor, elementwise=True)
 
 
 def inverse_time_decay(lr_decay: Hyperparameter = "lr_decay") -> Transform:
@@ -33,9 +33,9 @@ def inverse_time_decay(lr_decay: Hyperparameter = "lr_decay") -> Transform:
         # bias_correction); torch folds the same factor into its step size.
         return u * (1 / (1 + (hyper["step"] - 1) * d))
 
-    return stateless(f"inverse_time_decay({lr_decay})", update)
+    return stateless(f"inverse_time_decay({lr_decay})", update, elementwise=True)
 
 
 def negate() -> Transform:
     """``u' = -u``: first in a chain, it turns descent into ascent (torch's ``maximize``)."""
-    return stateless("negate", lambda u, param, hyper: -u)
+    return stateless("negate", lambda u, param, hyper: -u, elementwise=True)

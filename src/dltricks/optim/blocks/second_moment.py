@@ -38,7 +38,9 @@ def sum_of_squares(
         s = state[key] + u * u
         return s, {key: s}
 
-    return Transform(name="sum_of_squares", init=init, update=update, state_keys=(key,))
+    return Transform(
+        name="sum_of_squares", init=init, update=update, state_keys=(key,), elementwise=True
+    )
 
 
 def ema_of_squares(decay: Hyperparameter = "beta2", *, key: str = "exp_avg_sq") -> Transform:
@@ -64,7 +66,13 @@ def ema_of_squares(decay: Hyperparameter = "beta2", *, key: str = "exp_avg_sq") 
         v = state[key] * beta + (1 - beta) * (u * u)
         return v, {key: v}
 
-    return Transform(name=f"ema_of_squares({decay})", init=init, update=update, state_keys=(key,))
+    return Transform(
+        name=f"ema_of_squares({decay})",
+        init=init,
+        update=update,
+        state_keys=(key,),
+        elementwise=True,
+    )
 
 
 def centered_ema_of_squares(
@@ -101,6 +109,7 @@ def centered_ema_of_squares(
         init=init,
         update=update,
         state_keys=(key, mean_key),
+        elementwise=True,
     )
 
 
@@ -126,7 +135,9 @@ def running_max(*, key: str = "max_exp_avg_sq") -> Transform:
         peak = torch.maximum(state[key], u)
         return peak, {key: peak}
 
-    return Transform(name="running_max", init=init, update=update, state_keys=(key,))
+    return Transform(
+        name="running_max", init=init, update=update, state_keys=(key,), elementwise=True
+    )
 
 
 def infinity_norm(
@@ -153,7 +164,13 @@ def infinity_norm(
         r = torch.maximum(state[key] * beta, u.abs() + resolve(eps, hyper))
         return r, {key: r}
 
-    return Transform(name=f"infinity_norm({decay})", init=init, update=update, state_keys=(key,))
+    return Transform(
+        name=f"infinity_norm({decay})",
+        init=init,
+        update=update,
+        state_keys=(key,),
+        elementwise=True,
+    )
 
 
 def root(eps: Hyperparameter = "eps", *, eps_inside: bool = False) -> Transform:
@@ -174,4 +191,4 @@ def root(eps: Hyperparameter = "eps", *, eps_inside: bool = False) -> Transform:
         return ((u + e).sqrt() if eps_inside else u.sqrt() + e), {}
 
     where = "inside" if eps_inside else "outside"
-    return Transform(name=f"root(eps {where})", init=init, update=update)
+    return Transform(name=f"root(eps {where})", init=init, update=update, elementwise=True)

@@ -46,9 +46,10 @@ def sign_of_interpolation(
         init=init,
         update=update,
         state_keys=(key,),
+        elementwise=True,
     )
 
 
 def sign() -> Transform:
     """``u' = sign(u)``: signSGD (Bernstein et al. 2018), the stateless core of Lion."""
-    return stateless("sign", lambda u, param, hyper: u.sign())
+    return stateless("sign", lambda u, param, hyper: u.sign(), elementwise=True)

@@ -37,13 +37,23 @@ are in ``benchmarks/results/optim_step_cpu.md``):
   confirmed elementwise only when it is not finite), 4 bytes per parameter on top of the
   step's 12-28; ``nonfinite="ignore"`` skips it.
 
-Fallbacks (the eager path, for the parameters or chains concerned): float16/bfloat16 or
-non-contiguous parameters, devices other than CPU and CUDA, parameters that share storage with
-another tensor, buckets under :data:`MIN_FAST_NUMEL` elements in automatic mode, a chain that
-is not elementwise or does not compile (a ``RuntimeWarning`` says why), one-element runs, and
-steps traced by an outer ``torch.compile``. Parameters without a gradient at a step are skipped
+float16/bfloat16 parameters are fused too, with float32 arithmetic inside the kernel and one
+rounding per stored value (torch's fused optimizers do the same; the eager path rounds after
+every operation).
+
+Fallbacks (the eager path, for the parameters or chains concerned): DTensor parameters
+(FSDP2, tensor parallel: run per tensor, exactly as torch), non-contiguous parameters, devices
+other than CPU and CUDA, parameters that share storage with another tensor, buckets under
+:data:`MIN_FAST_NUMEL` elements in automatic mode, a chain with a block that does not declare
+itself elementwise or that does not compile (a ``RuntimeWarning`` says why), one-element runs, and
+steps traced by an outer ``torch.compile`` on a torch without ``torch.library.custom_op``
+(otherwise such a step is one operator that runs this path: see
+:mod:`~dltricks.optim.fast.compiled_step`). Parameters without a gradient at a step are skipped
 exactly as on the eager path; if that leaves parameters of a bucket at different step counts,
 each group of equal history gets its own kernel call on its slice of the buffers.
+
+Private torch APIs are used only through :mod:`~dltricks.optim.fast.torch_internals`, each
+with a public fallback.
 
 Inductor specialises a CPU kernel on the torch thread count of its first compilation; change
 ``torch.set_num_threads`` before the first step, not after.

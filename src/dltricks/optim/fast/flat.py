@@ -7,21 +7,22 @@ slices of them:
 
 * ``p.data`` becomes a slice of the parameter buffer (the Parameter object is unchanged, so the
   model, its ``state_dict`` and autograd keep working);
-* ``p.grad`` becomes a slice of the gradient buffer once bound, and autograd then accumulates
-  into it in place (``AccumulateGrad`` adds into an existing ``.grad``), so a step reads the
-  gradients where backward left them, without a copy;
+* ``p.grad`` becomes a slice of the gradient buffer, and autograd accumulates into it in place
+  (``AccumulateGrad`` adds into an existing ``.grad``), so a step reads the gradients where
+  backward left them, without a copy. Where ``p.grad`` is None when backward reaches ``p``, a
+  tensor hook binds it to its zeroed slice first, so ``zero_grad(set_to_none=True)`` really sets
+  every ``p.grad`` to None and frees the gradient buffer, as torch frees its gradients;
 * ``optimizer.state[p]["exp_avg"]`` and friends are slices of the state buffers, so state
   reads, ``state_dict`` and in-place edits behave as with ``torch.optim``.
 
 Slices are made with ``Tensor.set_`` on the buffer's storage rather than by indexing: each has
 its own version counter and no autograd view link to the buffer.
 
-Which parameters have a gradient at a step is tracked as ``torch.optim`` would see it: after
-``zero_grad(set_to_none=True)`` the gradient slices are zeroed and marked *absent*; autograd's
-post-accumulate-grad hook marks a slice *present* when backward writes into it; a gradient the
-user assigns (a new tensor, or after ``model.zero_grad()``) is copied into the slice at the next
-step; ``p.grad = None`` means absent. Absent parameters are not updated and their state does
-not advance, exactly as on the eager path.
+Which parameters have a gradient at a step is what ``torch.optim`` sees: ``p.grad`` is None or
+not. ``zero_grad(set_to_none=False)`` zeroes the gradients that exist and leaves None as None,
+as torch does; a gradient the user assigns (a new tensor) is copied into the slice at the next
+step. Parameters without a gradient are not updated and their state does not advance, exactly
+as on the eager path.
 
 Parameters that have taken different numbers of steps (one was absent at some step) cannot
 share a kernel call, since ``t`` is one scalar per call. Each parameter carries a *history
@@ -32,11 +33,10 @@ parameters that are present and share a label: normally one run, the whole bucke
 
 from __future__ import annotations
 
-import functools
 import itertools
 import operator
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -44,7 +44,7 @@ from torch import Tensor
 from torch.autograd.graph import increment_version
 
 from dltricks.optim.base import Scalar, State, Transform
-from dltricks.optim.fast.kernel import FusedUpdate
+from dltricks.optim.fast.kernel import BoundUpdate, FusedUpdate
 from dltricks.optim.grads import reject_sparse
 
 ALIGN = 16
@@ -68,8 +68,25 @@ def alias(buffer: Tensor, offset: int, shape: torch.Size | tuple[int, ...]) -> T
     )
 
 
-class _MarkPresent:
-    """Post-accumulate-grad hook: backward wrote this parameter's gradient."""
+class _BindGradient:
+    """Tensor hook, run before autograd accumulates a parameter's gradient: where ``p.grad``
+    is None, bind it to its zeroed slice of the gradient buffer, so that autograd
+    accumulates there in place instead of allocating a gradient of its own."""
+
+    def __init__(self, bucket: Bucket, index: int) -> None:
+        self.bucket = weakref.ref(bucket)
+        self.index = index
+
+    def __call__(self, grad: Tensor) -> None:
+        bucket = self.bucket()
+        if bucket is not None:
+            bucket.bind_grad(self.index)
+
+
+class _GradAccumulated:
+    """Post-accumulate-grad hook: backward did write the gradient :class:`_BindGradient`
+    bound. ``torch.autograd.grad`` runs tensor hooks but accumulates nothing; a binding it
+    left behind is undone (``p.grad`` back to None) before the gradients are read."""
 
     def __init__(self, bucket: Bucket, index: int) -> None:
         self.bucket = weakref.ref(bucket)
@@ -78,7 +95,7 @@ class _MarkPresent:
     def __call__(self, param: Tensor) -> None:
         bucket = self.bucket()
         if bucket is not None:
-            bucket.present[self.index] = True
+            bucket.pending[self.index] = False
 
 
 class Bucket:
@@ -106,7 +123,8 @@ class Bucket:
             total += -(-n // ALIGN) * ALIGN
         self.numel = total
         self.param_buf = torch.zeros(total, dtype=dtype, device=device)
-        self.grad_buf = torch.zeros(total, dtype=dtype, device=device)
+        # None while no parameter has a gradient (after zero_grad(set_to_none=True)).
+        self.grad_buf: Tensor | None = torch.zeros(total, dtype=dtype, device=device)
         # In layout order: run_fused passes the values positionally.
         self.state_bufs = {
             k: torch.zeros(total, dtype=dtype, device=device) for k in layout.tensor_keys
@@ -122,17 +140,21 @@ class Bucket:
         self.counts_steps_in_kernel = device.type == "cpu"
         self.steps: list[int] = []
         self.labels: list[int] = []
-        self.present: list[bool] = []
         self.exposed: list[bool] = []
         self.param_alias: list[Tensor] = []
         self.grad_alias: list[Tensor] = []
+        # Whether a gradient slice may hold something else than zeros.
+        self.dirty: list[bool] = []
+        # Bound by _BindGradient, not yet written by backward (see _GradAccumulated).
+        self.pending: list[bool] = [False] * len(params)
         self.state_alias: list[State] = []
         self.state_dicts: list[dict[str, Any]] = []
         self.ptrs: list[int] = []
         self._hooks: list[Any] = []
         # The whole-bucket kernel call (without dynamo where possible), and the hyperparameter
         # tensors it reads.
-        self._bound: tuple[list[Tensor], Callable[[], None]] | None = None
+        self._bound: BoundUpdate | None = None
+        self._bound_hyper: list[Tensor] = []
         # What is_bound watches: (state dict, key, slice) of exposed parameters, and the
         # state dicts that must stay empty; rebuilt when a parameter is first exposed.
         self._watch: list[list[Any]] | None = None
@@ -160,6 +182,7 @@ class Bucket:
         offset = self.offsets[i]
         pa = alias(self.param_buf, offset, p.shape)
         pa.copy_(p.detach())
+        assert self.grad_buf is not None  # allocated by __init__
         ga = alias(self.grad_buf, offset, p.shape)
         old = state.get(p)
         if old:
@@ -197,12 +220,13 @@ class Bucket:
         self.labels.append(interned.setdefault((step, scalars), next(_labels)))
         self.steps.append(step)
         if p.grad is not None:
+            reject_sparse(p.grad)
             ga.copy_(p.grad)
         with torch.no_grad():
             p.data = pa
         if p.grad is not None:
             p.grad = ga
-        self.present.append(p.grad is not None)
+        self.dirty.append(p.grad is not None)
         self.param_alias.append(pa)
         self.grad_alias.append(ga)
         self.state_alias.append(entries)
@@ -212,7 +236,8 @@ class Bucket:
         if old:
             st.update(entries)
         self.state_dicts.append(st)
-        self._hooks.append(p.register_post_accumulate_grad_hook(_MarkPresent(self, i)))
+        self._hooks.append(p.register_hook(_BindGradient(self, i)))
+        self._hooks.append(p.register_post_accumulate_grad_hook(_GradAccumulated(self, i)))
 
     # -- checks ------------------------------------------------------------------------
 
@@ -254,36 +279,103 @@ class Bucket:
     # -- gradients -----------------------------------------------------------------------
 
     def zero_grad(self, set_to_none: bool) -> None:
-        """Zero the gradient buffer in place and bind every ``p.grad`` to its slice.
+        """``Optimizer.zero_grad`` for this bucket's parameters, with torch's semantics.
 
-        ``set_to_none=True`` cannot set ``p.grad`` to None without losing the in-place
-        accumulation, so it keeps the zeroed slices and marks them absent: a parameter that
-        backward does not reach is skipped by the next step, as torch would skip it.
+        ``set_to_none=True``: every ``p.grad`` becomes None and the gradient buffer is freed
+        (the next backward allocates it again, through :class:`_BindGradient`).
+        ``set_to_none=False``: existing gradients are zeroed in place, None stays None.
         """
-        self.grad_buf.zero_()
+        params, aliases = self.params, self.grad_alias
+        if set_to_none:
+            for p in params:
+                p.grad = None
+            self.pending = [False] * len(params)
+            self._release_grads()
+            return
+        self._undo_pending()
+        grads = list(map(_grad_of, params))
+        if self.grad_buf is not None and all(map(operator.is_, grads, aliases)):
+            self.grad_buf.zero_()  # the usual case: one pass over the whole buffer
+            self.dirty = [False] * len(params)
+            return
+        for i, g in enumerate(grads):
+            if g is None:
+                continue
+            if g is aliases[i]:
+                g.zero_()
+                self.dirty[i] = False
+                continue
+            # A gradient of the user's own: what torch.optim.Optimizer.zero_grad does.
+            if g.grad_fn is not None:
+                g.detach_()
+            else:
+                g.requires_grad_(False)
+            g.zero_()
+
+    def _release_grads(self) -> None:
+        if self.grad_buf is None:
+            return
+        self.grad_buf = None
+        self.grad_alias = []
+        if self._bound is not None:
+            self._bound.replace(1, None)  # the kernel call must not keep the buffer alive
+
+    def _allocate_grads(self) -> Tensor:
+        buf = torch.zeros_like(self.param_buf)
+        self.grad_buf = buf
+        self.grad_alias = [
+            alias(buf, offset, p.shape) for offset, p in zip(self.offsets, self.params, strict=True)
+        ]
+        self.dirty = [False] * len(self.params)
+        if self._bound is not None:
+            self._bound.replace(1, buf)
+        return buf
+
+    def grad_slice(self, i: int, *, zeroed: bool = True) -> Tensor:
+        """Parameter ``i``'s slice of the gradient buffer (allocated if freed), zeroed unless
+        ``zeroed`` is False (the caller overwrites it); marked as written."""
+        if self.grad_buf is None:
+            self._allocate_grads()
+        slice_ = self.grad_alias[i]
+        if zeroed and self.dirty[i]:
+            slice_.zero_()
+        self.dirty[i] = True
+        return slice_
+
+    def bind_grad(self, i: int) -> None:
+        """Bind ``p.grad`` of parameter ``i`` to its zeroed slice where it is None."""
+        p = self.params[i]
+        if p.grad is None:
+            p.grad = self.grad_slice(i)
+            self.pending[i] = True
+
+    def _undo_pending(self) -> None:
+        """``p.grad = None`` again where a binding was not followed by an accumulation."""
+        if not any(self.pending):
+            return
         for i, p in enumerate(self.params):
-            if p.grad is not self.grad_alias[i]:
-                p.grad = self.grad_alias[i]
-            self.present[i] = not set_to_none
+            if self.pending[i]:
+                self.pending[i] = False
+                if self.grad_buf is not None and p.grad is self.grad_alias[i]:
+                    p.grad = None
 
     def gather_grads(self) -> list[bool]:
         """Which parameters have a gradient now; copies user-assigned gradients in."""
-        present = self.present
-        if all(map(operator.is_, map(_grad_of, self.params), self.grad_alias)):
-            return present  # the usual loop: every p.grad is still its slice
+        self._undo_pending()
+        grads = list(map(_grad_of, self.params))
+        if self.grad_buf is not None and all(map(operator.is_, grads, self.grad_alias)):
+            return [True] * len(grads)  # the usual loop: every p.grad is still its slice
         out = []
-        for i, (p, alias_) in enumerate(zip(self.params, self.grad_alias, strict=True)):
-            g = p.grad
-            if g is alias_:
-                out.append(present[i])
-            elif g is None:
+        for i, (p, g) in enumerate(zip(self.params, grads, strict=True)):
+            if g is None:
                 out.append(False)
-            else:
+                continue
+            if self.grad_buf is None or g is not self.grad_alias[i]:
                 reject_sparse(g)
-                alias_.copy_(g)
-                p.grad = alias_
-                present[i] = True
-                out.append(True)
+                target = self.grad_slice(i, zeroed=False)
+                target.copy_(g)
+                p.grad = target
+            out.append(True)
         return out
 
     def runs(self, present: list[bool]) -> list[tuple[int, int]]:
@@ -322,19 +414,21 @@ class Bucket:
             # compiled code can be called without dynamo's checks (FusedUpdate.bind), or,
             # where that cannot be shown, through torch.compile with the same arguments.
             bound = self._bound
-            if bound is not None and all(map(operator.is_, bound[0], hyper)):
-                bound[1]()
+            if bound is not None and all(map(operator.is_, self._bound_hyper, hyper)):
+                bound()
             else:
+                assert self.grad_buf is not None  # a run has gradients
                 steps = self.step_buf if self.counts_steps_in_kernel else self.step_scratch
                 args = [self.param_buf, self.grad_buf, steps, *self.state_bufs.values()]
                 args += [*scalars, *hyper]
-                call = self.fused.bind(args)
-                self._bound = (hyper, call or functools.partial(self.fused, *args))
+                self._bound = self.fused.bind(args)
+                self._bound_hyper = hyper
             if not self.counts_steps_in_kernel:
                 self.step_buf.add_(1.0)
         else:
             lo, hi = self.span(a, b)
             scalars = [alias(self.scalar_bufs[k], a, (1,)) for k in layout.scalar_keys]
+            assert self.grad_buf is not None  # a run has gradients
             args = [self.param_buf[lo:hi], self.grad_buf[lo:hi], self.step_scratch]
             args += [self.state_bufs[k][lo:hi] for k in layout.tensor_keys]
             self.fused(*args, *scalars, *hyper)

@@ -18,17 +18,20 @@ What makes the compiled artefact reusable:
   and closures of one ``def`` would share one cache and hit its recompile limit after eight
   chains in a process.
 
-Before compiling, :func:`analyse` runs the chain eagerly on a small probe to learn its
-*layout*: which state entries are elementwise (shaped like the parameter) and which are
-per-parameter scalars (NAdam's ``mu_product``), which hyperparameters ``update`` reads, and
-whether the update is really elementwise (a block that reads a norm of the parameter cannot be
-run over a concatenation of parameters; such chains stay on the eager path).
+Only a chain whose every block declares itself elementwise (:attr:`Transform.elementwise`) is
+fused: a block that reads a norm or the shape of its parameter cannot run over a concatenation
+of parameters, and a block that declares nothing is taken for such a block (it runs on the
+eager path, per tensor). Fusibility is never guessed by running the chain. Before compiling,
+:func:`analyse` runs a declared-elementwise chain eagerly on a small probe to learn its
+*layout*: which state entries are shaped like the parameter and which are per-parameter
+scalars (NAdam's ``mu_product``), and which hyperparameters ``update`` reads.
 """
 
 from __future__ import annotations
 
 import itertools
 import types
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +40,7 @@ import torch
 from torch import Tensor
 
 from dltricks.optim.base import Hyper, Scalar, State, Transform
+from dltricks.optim.fast import torch_internals
 
 _names = itertools.count()
 
@@ -80,12 +84,12 @@ _PROBE_SIZE = 6
 
 
 def _probe_run(
-    transform: Transform, hyper: Mapping[str, Scalar], lo: int, hi: int | None
+    transform: Transform, hyper: Mapping[str, Scalar]
 ) -> tuple[Tensor, State, list[Tensor], list[str]]:
-    """Two steps of ``transform`` on elements ``lo:hi`` of a fixed random probe, in float64."""
+    """Two steps of ``transform`` on a fixed random probe, in float64."""
     gen = torch.Generator().manual_seed(0)
-    param = torch.rand(_PROBE_SIZE, generator=gen, dtype=torch.float64)[lo:hi] + 0.5
-    grads = [torch.randn(_PROBE_SIZE, generator=gen, dtype=torch.float64)[lo:hi] for _ in range(2)]
+    param = torch.rand(_PROBE_SIZE, generator=gen, dtype=torch.float64) + 0.5
+    grads = [torch.randn(_PROBE_SIZE, generator=gen, dtype=torch.float64) for _ in range(2)]
     state = transform.init(param.clone(), {**hyper, "step": 1.0})
     updates = []
     recorder = _RecordingHyper(hyper)
@@ -109,21 +113,25 @@ class _NotFusableError(Exception):
 def analyse(transform: Transform, hyper: Mapping[str, Scalar]) -> Layout | str:
     """The chain's :class:`Layout`, or the reason it cannot be fused.
 
-    Runs two eager steps on a 6-element float64 probe and on its two halves separately: an
-    elementwise chain gives the same numbers both ways. ``KeyError`` (a hyperparameter the
-    group does not set) propagates, as it would on the eager path.
+    A chain that is not declared elementwise is not fused (see the module docstring). For
+    one that is, two eager steps on a 6-element float64 probe tell which state entries are
+    shaped like the parameter and which are scalars, and which hyperparameters the update
+    reads. ``KeyError`` (a hyperparameter the group does not set) propagates, as it would on
+    the eager path.
     """
+    if not transform.elementwise:
+        return (
+            f"{transform.name} is not elementwise: not every block declares "
+            "elementwise=True, so it runs per tensor"
+        )
     try:
-        whole = _probe_run(transform, hyper, 0, _PROBE_SIZE)
-        half = _PROBE_SIZE // 2
-        parts = [_probe_run(transform, hyper, 0, half), _probe_run(transform, hyper, half, None)]
+        param, state, _, read = _probe_run(transform, hyper)
     except _NotFusableError as reason:
         return str(reason)
     except KeyError:
         raise  # a hyperparameter the group lacks: the eager path would fail the same way
-    except Exception as error:  # a user block that needs its real parameter's shape...
+    except Exception as error:
         return f"the probe run failed ({type(error).__name__}: {error})"
-    param, state, updates, read = whole
     tensor_keys, scalar_keys = [], []
     for key, value in state.items():
         if value.shape == param.shape:
@@ -132,20 +140,6 @@ def analyse(transform: Transform, hyper: Mapping[str, Scalar]) -> Layout | str:
             scalar_keys.append(key)
         else:
             return f"state entry {key!r} is neither shaped like the parameter nor a scalar"
-
-    def same(a: Tensor, b: Tensor) -> bool:
-        return bool(torch.allclose(a, b, rtol=1e-12, atol=1e-300, equal_nan=True))
-
-    joined = [torch.cat([a, b]) for a, b in zip(parts[0][2], parts[1][2], strict=True)]
-    consistent = same(param, torch.cat([parts[0][0], parts[1][0]])) and all(
-        same(u, v) for u, v in zip(updates, joined, strict=True)
-    )
-    for key in tensor_keys:
-        consistent &= same(state[key], torch.cat([parts[0][1][key], parts[1][1][key]]))
-    for key in scalar_keys:
-        consistent &= same(state[key], parts[0][1][key]) and same(state[key], parts[1][1][key])
-    if not consistent:
-        return "the update is not elementwise (it reads across elements of a parameter)"
     return Layout(tuple(tensor_keys), tuple(scalar_keys), tuple(read))
 
 
@@ -160,12 +154,22 @@ _INDUCTOR_OPTIONS = {
 }
 
 
+_NARROW_DTYPES = (torch.float16, torch.bfloat16)
+
+
 def _fused_update_source(transform: Transform, layout: Layout) -> FusedFn:
     tensor_keys, scalar_keys, hyper_keys = layout.tensor_keys, layout.scalar_keys, layout.hyper_keys
     n_tensor, n_scalar = len(tensor_keys), len(scalar_keys)
 
     def fused(param: Tensor, grad: Tensor, steps: Tensor, *args: Tensor) -> None:
-        tensors = args[:n_tensor]
+        stored = args[:n_tensor]
+        # float16/bfloat16 buffers: the update computed in float32 and rounded once when
+        # stored, as torch's fused optimizers do (dynamo specialises on the dtype, so this
+        # branch is decided when tracing).
+        narrow = param.dtype in _NARROW_DTYPES
+        theta = param.float() if narrow else param
+        grad = grad.float() if narrow else grad
+        tensors = [t.float() for t in stored] if narrow else stored
         # Scalar state comes as one-element vectors, read and written in place, so the kernel
         # returns nothing and a call is all a step takes (the caller copies the new value to
         # the other parameters of the run, which share it). Not as 0-dim tensors: inductor
@@ -175,9 +179,12 @@ def _fused_update_source(transform: Transform, layout: Layout) -> FusedFn:
         hyper: Hyper = dict(zip(hyper_keys, args[n_tensor + n_scalar :], strict=True))
         state = dict(zip(tensor_keys, tensors, strict=True))
         state.update((key, vector[0]) for key, vector in zip(scalar_keys, vectors, strict=True))
-        update, changed = transform.update(grad, state, param, hyper)
-        param.add_(update)
-        for key, buffer in zip(tensor_keys, tensors, strict=True):
+        update, changed = transform.update(grad, state, theta, hyper)
+        if narrow:
+            param.copy_(theta + update)
+        else:
+            param.add_(update)
+        for key, buffer in zip(tensor_keys, stored, strict=True):
             if key in changed:
                 buffer.copy_(changed[key])
         for key, vector in zip(scalar_keys, vectors, strict=True):
@@ -200,11 +207,7 @@ and torch's global state as dynamo guards it (default dtype, thread count, autoc
 
 def _global_state() -> Any:
     """Dynamo's own check of torch's global state, or None where this torch lacks it."""
-    try:
-        from torch._C._dynamo.guards import GlobalStateGuard
-    except ImportError:
-        return None
-    return GlobalStateGuard()
+    return torch_internals.dynamo_global_state()
 
 
 def _signature(args: Sequence[Tensor]) -> Signature:
@@ -235,8 +238,8 @@ class _CapturingInductor:
         self.signature: Signature | None = None
 
     def __call__(self, module: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
-        from torch._inductor.compile_fx import compile_fx
-
+        compile_fx = torch_internals.inductor_compile_fx()
+        assert compile_fx is not None  # FusedUpdate uses this backend only when it exists
         compiled = compile_fx(module, example_inputs, config_patches=dict(self.options))
         self.graphs.append(_Graph(self.signature, module, list(example_inputs), compiled))
         return compiled
@@ -259,11 +262,14 @@ def _argument_plan(graph: _Graph, args: Sequence[Tensor]) -> list[tuple[int, boo
     for node, example in zip(placeholders, graph.example_inputs, strict=True):
         if isinstance(example, Tensor):
             index = next((i for i, a in enumerate(args) if a is example), None)
-            fake = node.meta.get("example_value")
-            if index is None or not isinstance(fake, Tensor):
+            fake = torch_internals.placeholder_example(node)
+            if index is None or fake is None:
                 return None
             if fake.dim() == 1 and isinstance(fake.shape[0], torch.SymInt):
-                lengths.setdefault(fake.shape[0].node.expr, index)
+                symbol = torch_internals.symbol_of(fake.shape[0])
+                if symbol is None:
+                    return None
+                lengths.setdefault(symbol, index)
             plan.append((index, False))
         elif isinstance(example, torch.SymInt):
             plan.append(None)  # resolved below, once every tensor's length is known
@@ -272,7 +278,7 @@ def _argument_plan(graph: _Graph, args: Sequence[Tensor]) -> list[tuple[int, boo
     out: list[tuple[int, bool]] = []
     for entry, example in zip(plan, graph.example_inputs, strict=True):
         if entry is None:
-            index = lengths.get(example.node.expr)
+            index = lengths.get(torch_internals.symbol_of(example))
             if index is None:
                 return None
             entry = (index, True)
@@ -302,12 +308,19 @@ class FusedUpdate:
         self.failure: str | None = None
         self.bindable = bindable
         self._backend = _CapturingInductor(_INDUCTOR_OPTIONS)
-        self._fn: Any = torch.compile(
-            _fused_update_source(transform, layout),
-            dynamic=True,
-            fullgraph=True,
-            backend=self._backend,
-        )
+        source = _fused_update_source(transform, layout)
+        if torch_internals.inductor_compile_fx() is not None:
+            self._fn: Any = torch.compile(
+                source, dynamic=True, fullgraph=True, backend=self._backend
+            )
+        else:  # the public path: inductor by name, its graphs not handed out (never direct)
+            self._fn = torch.compile(
+                source,
+                dynamic=True,
+                fullgraph=True,
+                backend="inductor",
+                options=dict[str, Any](_INDUCTOR_OPTIONS),
+            )
 
     @property
     def compilations(self) -> int:
@@ -329,43 +342,91 @@ class FusedUpdate:
             graph.plan = _argument_plan(graph, args)
             graph.example_inputs = []
 
-    def bind(self, args: Sequence[Tensor]) -> Callable[[], None] | None:
+    def bind(self, args: Sequence[Tensor]) -> BoundUpdate:
         """Run the update once on ``args`` through ``torch.compile``, and return a caller
-        that runs the same compiled code on the same tensors without dynamo, or None.
+        that runs the same compiled code on the same tensors, without dynamo where it can.
 
         Dynamo checks its guards (dtypes, devices, sizes, torch's global state...) at every
         call to pick a compiled graph. For tensors that keep their identity, dtype, device and
         size (a bucket's buffers and the hyperparameter tensors, updated in place), the answer
         cannot change once a call has gone through, as long as the global state does not: if
         this update has exactly one graph for these tensors' dtype and device under this
-        global state, that call used it, and every later call would too. The caller returned
+        global state, that call used it, and every later call would too. The caller then
         checks the global state only (dynamo's own check, a few hundred nanoseconds) and calls
-        that graph, or goes through dynamo when the state changed. None when that cannot be
-        shown (two graphs for one signature, an input dynamo made of something else) or when
-        the chain may change between calls (a user's transform: :attr:`bindable` is False);
-        the caller then keeps calling the update.
+        that graph, or goes through dynamo when the state changed. Where that cannot be shown
+        (two graphs for one signature, an input dynamo made of something else) or when the
+        chain may change between calls (a user's transform: :attr:`bindable` is False), the
+        caller goes through ``torch.compile`` at every call.
         """
         self(*args)
         state = _global_state()
-        if not self.bindable or state is None:
-            return None
-        signature = _signature(args)
-        graphs = [g for g in self._backend.graphs if g.signature == signature]
-        if len(graphs) != 1 or graphs[0].plan is None or not callable(graphs[0].compiled):
-            return None
-        inputs = [args[i].shape[0] if as_length else args[i] for i, as_length in graphs[0].plan]
-        compiled = graphs[0].compiled
-
-        def call() -> None:
-            if state.check():
-                compiled(*inputs)
-            else:  # the global state changed since (a default dtype...): let dynamo decide
-                self(*args)
-
-        return call
+        graph = None
+        if self.bindable and state is not None:
+            signature = _signature(args)
+            graphs = [g for g in self._backend.graphs if g.signature == signature]
+            if (
+                len(graphs) == 1
+                and graphs[0].plan is not None
+                and torch_internals.calls_unboxed(graphs[0].compiled)
+            ):
+                graph = graphs[0]
+        return BoundUpdate(self, args, graph, state)
 
 
-_CACHE: dict[Any, FusedUpdate | str] = {}
+class BoundUpdate:
+    """A :class:`FusedUpdate` bound to its argument tensors (see :meth:`FusedUpdate.bind`).
+
+    :meth:`replace` swaps one argument for a tensor of the same dtype, device and length (a
+    bucket's gradient buffer, freed by ``zero_grad`` and allocated again by backward): the
+    compiled code does not depend on which tensor it reads.
+    """
+
+    def __init__(
+        self, update: FusedUpdate, args: Sequence[Tensor], graph: _Graph | None, state: Any
+    ) -> None:
+        self.update = update
+        self.args: list[Tensor | None] = list(args)
+        self._graph = graph
+        self._state = state
+        self._inputs: list[Any] = []
+        self._refresh()
+
+    @property
+    def direct(self) -> bool:
+        """Whether calls skip dynamo's guard checks."""
+        return self._graph is not None
+
+    def replace(self, position: int, tensor: Tensor | None) -> None:
+        """Use ``tensor`` as argument ``position`` from now on (None: none until replaced)."""
+        self.args[position] = tensor
+        self._refresh()
+
+    def _refresh(self) -> None:
+        graph = self._graph
+        if graph is None or graph.plan is None or any(a is None for a in self.args):
+            self._inputs = []
+            return
+        args = self.args
+        self._inputs = [
+            args[i].shape[0] if as_length else args[i]  # type: ignore[union-attr]
+            for i, as_length in graph.plan
+        ]
+
+    def __call__(self) -> None:
+        graph = self._graph
+        if graph is not None and self._inputs and self._state.check():
+            graph.compiled(*self._inputs)
+        else:  # not bound, or the global state changed since (a default dtype...)
+            if any(a is None for a in self.args):
+                raise RuntimeError("a fused update was called with a released argument")
+            self.update(*self.args)  # type: ignore[arg-type]
+
+
+CACHE_SIZE = 64
+"""How many chains' fused updates a process keeps (least recently used first out). A bucket
+holds its own, so an evicted update only costs a later optimizer of that chain a new trace."""
+
+_CACHE: OrderedDict[Any, FusedUpdate | str] = OrderedDict()
 
 
 def fused_update_for(
@@ -373,17 +434,20 @@ def fused_update_for(
 ) -> FusedUpdate | str:
     """The (process-wide cached) fused update of ``transform``, or why it cannot be fused.
 
-    ``key`` identifies the chain across optimizer instances: equal keys must mean equal chains
-    (the adapter uses the optimizer class and its structural options, or a user's Transform
-    object itself). ``bindable``: see :attr:`FusedUpdate.bindable`.
+    ``key`` identifies the chain's structure across optimizer instances: equal keys must mean
+    equal chains (the adapter uses the optimizer class and its structural options, or a
+    user's Transform object itself). The cache keeps the :data:`CACHE_SIZE` most recently
+    used keys. ``bindable``: see :attr:`FusedUpdate.bindable`.
     """
     cached = _CACHE.get(key)
-    if cached is None:
-        layout = analyse(transform, hyper)
-        cached = (
-            FusedUpdate(transform, layout, bindable=bindable)
-            if isinstance(layout, Layout)
-            else layout
-        )
-        _CACHE[key] = cached
+    if cached is not None:
+        _CACHE.move_to_end(key)
+        return cached
+    layout = analyse(transform, hyper)
+    cached = (
+        FusedUpdate(transform, layout, bindable=bindable) if isinstance(layout, Layout) else layout
+    )
+    _CACHE[key] = cached
+    while len(_CACHE) > CACHE_SIZE:
+        _CACHE.popitem(last=False)
     return cached

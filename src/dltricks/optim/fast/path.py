@@ -14,15 +14,17 @@ from torch import Tensor
 
 from dltricks.optim.fast.flat import Bucket
 from dltricks.optim.fast.kernel import fused_update_for
+from dltricks.optim.fast.torch_internals import is_distributed_tensor
 from dltricks.optim.finite import all_finite
 
 if TYPE_CHECKING:
     from dltricks.optim.adapter import ComposedOptimizer
 
-FAST_DTYPES = (torch.float32, torch.float64)
-"""Dtypes the fast path takes. Inductor computes float16/bfloat16 in float32 and rounds once,
-where the eager path rounds after every operation: the paths would disagree, so those stay
-eager."""
+FAST_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+"""Dtypes the fast path takes. float16/bfloat16 parameters keep float16/bfloat16 state, and the
+kernel computes the update in float32 and rounds once when it stores the parameter and the
+state, as torch's fused optimizers do; the eager path rounds after every operation, so the two
+paths agree only to the narrow dtype's rounding there."""
 
 FAST_DEVICES = ("cpu", "cuda")
 
@@ -114,6 +116,11 @@ class FlatPath:
 
     @staticmethod
     def _eligible(p: Tensor, ours: bool) -> bool:
+        if is_distributed_tensor(p):
+            # A DTensor (FSDP2's fully_shard, tensor parallel) is a view of a shard that its
+            # owner re-points at will: it cannot be moved into a flat buffer. The eager path
+            # runs the chain on DTensors as torch's optimizers do, exactly, per tensor.
+            return False
         if p.dtype not in FAST_DTYPES or p.device.type not in FAST_DEVICES:
             return False
         if not p.requires_grad:
@@ -210,12 +217,11 @@ class FlatPath:
     @staticmethod
     def _all_finite(work: list[_Work], eager: list[tuple[dict[str, Any], list[Tensor]]]) -> bool:
         # A whole bucket is checked over its whole buffer: its padding is always zero.
-        grads = [
-            bucket.grad_buf
-            if b - a == len(bucket.params)
-            else bucket.grad_buf[slice(*bucket.span(a, b))]
-            for bucket, a, b, _ in work
-        ]
+        grads = []
+        for bucket, a, b, _ in work:
+            buf = bucket.grad_buf
+            assert buf is not None  # a run has gradients
+            grads.append(buf if b - a == len(bucket.params) else buf[slice(*bucket.span(a, b))])
         grads += [p.grad for _, params in eager for p in params if p.grad is not None]
         return all_finite(grads)
 
@@ -253,13 +259,10 @@ class FlatPath:
         return handled
 
     def detach(self) -> None:
-        """Leave the fast path: absent gradients become None again, hooks are removed."""
+        """Leave the fast path: the buckets' hooks are removed (gradients stay as they are)."""
         for plan in self.plans:
             if plan is None:
                 continue
             for bucket in plan.buckets:
-                for i, p in enumerate(bucket.params):
-                    if p.grad is bucket.grad_alias[i] and not bucket.present[i]:
-                        p.grad = None
                 bucket.release()
         self.plans = []
