@@ -19,15 +19,23 @@ import pytest
 
 from dltricks.lab.registry import TRICKS
 from dltricks.lab.report import build_report
-from dltricks.sweep import expand, run_sweep
-from dltricks.sweep.executors import SequentialExecutor
+from dltricks.sweep import RunResult, RunTask, execute_run, expand, run_sweep
+from dltricks.sweep.executors import SequentialExecutor, _failed
 from tests.sweep.helpers import tiny_sweep
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 ONLY = ["bias-correction", "amsgrad"]
-# 2 rates x 2 problems, one seed; problems=["bogus"] makes a run fail (with retries=0, once).
-SWEEP = tiny_sweep([0.001, 0.01], seeds=1, problems=[["noisy"], ["bogus"]])
+# 2 rates x 2 problems, one seed; the runs of the constant problem fail as a dead worker would
+# (with retries=0, once), so the Sweeps section shows failed rows too.
+SWEEP = tiny_sweep([0.001, 0.01], seeds=1, problems=[["noisy"], ["constant"]])
+CRASHED = frozenset(s.run_id for s in expand(SWEEP) if s.overrides["problems"] == ["constant"])
+
+
+def _run_or_crash(task: RunTask) -> RunResult:
+    if task.run_id in CRASHED:
+        return _failed(task, "worker process died: BrokenProcessPool: killed by signal 9")
+    return execute_run(task)
 
 
 def _browser_available() -> bool:
@@ -43,7 +51,9 @@ webdriver = pytest.importorskip("selenium.webdriver")
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("report")
-    swept = run_sweep(SWEEP, out_root=root / "runs", executor=SequentialExecutor(), retries=0)
+    swept = run_sweep(
+        SWEEP, out_root=root / "runs", executor=SequentialExecutor(_run_or_crash), retries=0
+    )
     assert [r.status for r in swept.rows].count("failed") == 2
     outcome = build_report(
         out_dir=root / "report", runs_dir=root / "runs", quick=True, only=ONLY, workers=1
