@@ -16,7 +16,10 @@ slices of them:
   reads, ``state_dict`` and in-place edits behave as with ``torch.optim``.
 
 Slices are made with ``Tensor.set_`` on the buffer's storage rather than by indexing: each has
-its own version counter and no autograd view link to the buffer.
+its own version counter and no autograd view link to the buffer. The slices a user sees of
+parameters and elementwise state go one step further: each is a storage of its own over the
+buffer's memory (see :func:`alias`), so ``torch.save(model[0].state_dict())`` writes that
+layer's bytes only, not the whole bucket.
 
 Which parameters have a gradient at a step is what ``torch.optim`` sees: ``p.grad`` is None or
 not. ``zero_grad(set_to_none=False)`` zeroes the gradients that exist and leaves None as None,
@@ -40,6 +43,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+import torch.utils.dlpack
 from torch import Tensor
 from torch.autograd.graph import increment_version
 
@@ -55,17 +59,31 @@ _labels = itertools.count(1)
 _grad_of = operator.attrgetter("grad")
 
 
-def alias(buffer: Tensor, offset: int, shape: torch.Size | tuple[int, ...]) -> Tensor:
-    """A contiguous tensor of ``shape`` over ``buffer[offset:]``, sharing its storage."""
+def alias(
+    buffer: Tensor, offset: int, shape: torch.Size | tuple[int, ...], *, own_storage: bool = False
+) -> Tensor:
+    """A contiguous tensor of ``shape`` over ``buffer[offset:]``.
+
+    By default it shares the buffer's storage. With ``own_storage`` it is a storage of its own
+    that covers exactly its elements, over the same memory (and keeps the buffer alive): what a
+    user saves of it with ``torch.save`` is its own bytes, not the whole buffer, as for a
+    parameter of a model that no optimizer touched. Made through DLPack, torch's public way to
+    wrap memory; where the device has no DLPack support the shared-storage tensor is returned.
+    """
     strides: list[int] = []
     running = 1
     for size in reversed(shape):
         strides.append(running)
         running *= size
-    out = buffer.new_empty(0)
-    return out.set_(
+    out = buffer.new_empty(0).set_(
         buffer.untyped_storage(), buffer.storage_offset() + offset, shape, tuple(reversed(strides))
     )
+    if own_storage and out.numel() > 0:
+        try:
+            return torch.utils.dlpack.from_dlpack(torch.utils.dlpack.to_dlpack(out))
+        except (RuntimeError, BufferError, TypeError):  # a device without DLPack support
+            return out
+    return out
 
 
 class _BindGradient:
@@ -180,7 +198,7 @@ class Bucket:
     ) -> None:
         layout = self.fused.layout
         offset = self.offsets[i]
-        pa = alias(self.param_buf, offset, p.shape)
+        pa = alias(self.param_buf, offset, p.shape, own_storage=True)
         pa.copy_(p.detach())
         assert self.grad_buf is not None  # allocated by __init__
         ga = alias(self.grad_buf, offset, p.shape)
@@ -201,7 +219,7 @@ class Bucket:
             step = 0
         entries: State = {}
         for key in layout.tensor_keys:
-            view = alias(self.state_bufs[key], offset, p.shape)
+            view = alias(self.state_bufs[key], offset, p.shape, own_storage=True)
             view.copy_(source[key])
             entries[key] = view
         for key in layout.scalar_keys:
