@@ -216,7 +216,8 @@ class ComposedOptimizer(Optimizer):
     def fast_key(self, group: Mapping[str, Any]) -> Any:
         """Identifies the group's chain across optimizer instances, to share its compiled
         kernel: equal keys must mean equal chains. Default: the class and the structural
-        options; :class:`~dltricks.optim.ChainOptimizer` uses the user's Transform."""
+        options; :class:`~dltricks.optim.ChainOptimizer` uses the structure of the user's
+        chain."""
         return (type(self), self.structure_of(group))
 
     @staticmethod

@@ -7,6 +7,7 @@ from typing import Any
 
 from dltricks.optim.adapter import ComposedOptimizer, NonFinitePolicy
 from dltricks.optim.base import Transform
+from dltricks.optim.fast.structure import structural_key
 from dltricks.optim.validation import check_non_negative
 
 
@@ -61,5 +62,11 @@ class ChainOptimizer(ComposedOptimizer):
         return self.transform
 
     def fast_key(self, group: Mapping[str, Any]) -> Any:
-        # The user's Transform itself: optimizers built from one chain share its kernel.
-        return self.transform
+        # The chain's structure: optimizers built from equal chains (one chain, or the same
+        # code run again) share one compiled kernel. Where the structure cannot be read
+        # (the chain captured a tensor or an object of the user's), the Transform itself.
+        key = self.__dict__.get("_structure")
+        if key is None:
+            key = structural_key(self.transform) or ("transform", self.transform)
+            self._structure = key
+        return key

@@ -435,9 +435,9 @@ def fused_update_for(
     """The (process-wide cached) fused update of ``transform``, or why it cannot be fused.
 
     ``key`` identifies the chain's structure across optimizer instances: equal keys must mean
-    equal chains (the adapter uses the optimizer class and its structural options, or a
-    user's Transform object itself). The cache keeps the :data:`CACHE_SIZE` most recently
-    used keys. ``bindable``: see :attr:`FusedUpdate.bindable`.
+    equal chains (the adapter uses the optimizer class and its structural options, or the
+    structure of a user's chain: :mod:`~dltricks.optim.fast.structure`). The cache keeps the
+    :data:`CACHE_SIZE` most recently used keys. ``bindable``: see :attr:`FusedUpdate.bindable`.
     """
     cached = _CACHE.get(key)
     if cached is not None:
