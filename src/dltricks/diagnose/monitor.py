@@ -102,9 +102,15 @@ class Monitor(ABC):
 
     @property
     def attached(self) -> bool:
+        """Whether the hooks are registered on the model now."""
         return self._attached
 
     def attach(self: _M) -> _M:
+        """Register the hooks on the model; returns the monitor.
+
+        Raises:
+            RuntimeError: the monitor is already attached.
+        """
         if self.attached:
             raise RuntimeError(f"{type(self).__name__} is already attached")
         self._handles = self._register()
@@ -112,6 +118,7 @@ class Monitor(ABC):
         return self
 
     def detach(self) -> None:
+        """Remove the hooks; what was recorded is kept. Safe to call when not attached."""
         for handle in self._handles:
             handle.remove()
         self._handles = []

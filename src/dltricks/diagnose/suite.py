@@ -69,25 +69,30 @@ class Diagnostics:
 
     @property
     def gradients(self) -> GradientNorms | None:
+        """The gradient-norm monitor, or None if this suite has none."""
         found = self._find(GradientNorms)
         return found if isinstance(found, GradientNorms) else None
 
     @property
     def activations(self) -> ActivationStats | None:
+        """The activation-statistics monitor, or None if this suite has none."""
         found = self._find(ActivationStats)
         return found if isinstance(found, ActivationStats) else None
 
     @property
     def updates(self) -> UpdateRatios | None:
+        """The update-ratio monitor, or None if this suite has none."""
         found = self._find(UpdateRatios)
         return found if isinstance(found, UpdateRatios) else None
 
     def attach(self) -> Diagnostics:
+        """Attach every monitor; returns the suite."""
         for monitor in self.monitors:
             monitor.attach()
         return self
 
     def detach(self) -> None:
+        """Detach every monitor; their records are kept."""
         for monitor in self.monitors:
             monitor.detach()
 
@@ -103,6 +108,7 @@ class Diagnostics:
         self.detach()
 
     def to_table(self) -> str:
+        """The latest step of every monitor, as text tables one after another."""
         return "\n\n".join(m.to_table() for m in self.monitors)
 
     def __str__(self) -> str:

@@ -68,6 +68,7 @@ class RunContext:
 
     @property
     def units_dir(self) -> Path:
+        """Where the experiment keeps its per-unit records (resumable work)."""
         return self.out_dir / "units"
 
     def figure(self, name: str) -> Path:

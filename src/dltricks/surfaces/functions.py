@@ -96,6 +96,7 @@ class Surface:
 
     @property
     def global_minima(self) -> tuple[Minimum, ...]:
+        """The known minima marked global."""
         return tuple(m for m in self.minima if m.kind == "global")
 
     @property

@@ -64,10 +64,12 @@ class Trajectory:
 
     @property
     def final_point(self) -> np.ndarray:
+        """The last point, ``(x, y)``."""
         return self.points[-1]
 
     @property
     def final_loss(self) -> float:
+        """The loss at the last point."""
         return float(self.losses[-1])
 
 

@@ -91,6 +91,7 @@ class SweepOutcome:
 
     @property
     def failed(self) -> list[RunRow]:
+        """The rows that did not finish (status other than ``done``)."""
         return [r for r in self.rows if r.status != "done"]
 
 

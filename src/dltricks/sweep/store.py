@@ -221,6 +221,7 @@ class SweepStore:
                 raise
 
     def close(self) -> None:
+        """Close the database connection."""
         self._db.close()
 
     def __enter__(self) -> SweepStore:

@@ -96,6 +96,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """The settings :meth:`to_dict` wrote (``early_stopping`` rebuilt from its dict)."""
         fields = dict(data)
         stopping = fields.get("early_stopping")
         if isinstance(stopping, dict):

@@ -49,6 +49,8 @@ class EarlyStoppingMonitor:
         return True
 
     def state_dict(self) -> dict[str, Any]:
+        """The rule's progress, for a checkpoint: best loss and epoch, epochs without
+        improvement, best weights."""
         return {
             "best_loss": self.best_loss,
             "best_epoch": self.best_epoch,
@@ -57,6 +59,7 @@ class EarlyStoppingMonitor:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the progress :meth:`state_dict` returned, to resume a run where it stopped."""
         self.best_loss = float(state["best_loss"])
         self.best_epoch = state["best_epoch"]
         self.bad_epochs = int(state["bad_epochs"])

@@ -36,6 +36,7 @@ class EpochRecord:
     lr: float
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of this epoch's record."""
         return asdict(self)
 
 
@@ -51,6 +52,7 @@ class SplitMetrics:
     test_accuracy: float
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of the metrics (val entries ``None`` without a validation split)."""
         return asdict(self)
 
 
@@ -85,10 +87,12 @@ class TrainResult:
 
     @property
     def epochs_run(self) -> int:
+        """How many epochs ran (``len(history)``)."""
         return len(self.history)
 
     @property
     def steps(self) -> int:
+        """Optimizer steps taken over the whole run."""
         return self.history[-1].steps if self.history else 0
 
     def curve(self, name: str) -> list[float | None]:
@@ -113,6 +117,7 @@ class TrainResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, resumed_from_epoch: int = 0) -> TrainResult:
+        """The result :meth:`to_dict` wrote; ``resumed_from_epoch`` is bookkeeping, not stored."""
         return cls(
             config=dict(data["config"]),
             history=[EpochRecord(**r) for r in data["history"]],
