@@ -3,7 +3,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup report demo test lint
+DOCS_STAMP := $(VENV)/.installed-docs
+
+.PHONY: setup report demo test lint docs
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -18,6 +20,14 @@ report: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/dltricks demo
+
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install -c constraints.txt -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+# The documentation site, into site/ (strict: a broken reference or a missing docstring fails).
+docs: $(DOCS_STAMP)
+	DISABLE_MKDOCS_2_WARNING=true NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
