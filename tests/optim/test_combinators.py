@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -266,3 +267,26 @@ def test_block_author_helpers_are_exported() -> None:
     assert state["a"].dtype == torch.float64
     with pytest.raises(ValueError, match="both elementwise and per_tensor"):
         ours.stateless("x", lambda u, p, h: u, elementwise=True, per_tensor=True)
+
+
+def _readme_recipe() -> str:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    heading = readme.index("**Muon for the hidden matrices, AdamW for the rest**")
+    start = readme.index("```python\n", heading) + len("```python\n")
+    return readme[start : readme.index("```", start)]
+
+
+def test_the_readme_recipe_runs_and_gives_each_parameter_its_chain() -> None:
+    namespace: dict[str, Any] = {}
+    exec(_readme_recipe(), namespace)
+    model, optimizer = namespace["model"], namespace["optimizer"]
+    tokens = torch.randint(0, 100, (4, 5), generator=torch.Generator().manual_seed(0))
+    before = [p.detach().clone() for p in model.parameters()]
+    for _ in range(2):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(tokens).flatten(0, 1), tokens.flatten()).backward()
+        optimizer.step()
+    assert all(not torch.equal(p, q) for p, q in zip(model.parameters(), before, strict=True))
+    assert set(optimizer.state[model[1].weight]) == {"momentum_buffer", "step"}
+    for p in (model[0].weight, model[1].bias, model[3].weight, model[3].bias):
+        assert set(optimizer.state[p]) == {"exp_avg", "exp_avg_sq", "step"}

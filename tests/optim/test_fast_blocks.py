@@ -70,6 +70,7 @@ def _sum_of(*branches: Transform) -> Transform:
 LIBRARY_PER_TENSOR = {
     "orthogonalize",
     "scale_by_shape",
+    "shape_scaled_descent",
     "factored_second_moment",
     "clip_by_block_rms",
     "scale_by_relative_step",

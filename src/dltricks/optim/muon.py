@@ -10,12 +10,12 @@ from torch import Tensor
 
 from dltricks.optim.adapter import ComposedOptimizer, DerivedOption, NonFinitePolicy
 from dltricks.optim.base import Hyperparameter, Transform
-from dltricks.optim.blocks import add_decayed_weights, ema, scale_by_learning_rate
+from dltricks.optim.blocks import ema
 from dltricks.optim.blocks.orthogonalize import (
     ADJUST_LR_FNS,
     NS_COEFFICIENTS,
     orthogonalize,
-    scale_by_shape,
+    shape_scaled_descent,
 )
 from dltricks.optim.combine import branch, chain, identity, lerp_merge
 
@@ -45,17 +45,16 @@ def muon_update(
         theta_t = theta_{t-1} - eta (s(A, B) O_t + lambda theta_{t-1})
 
     Chain: ``branch(identity, ema(momentum) -> momentum_buffer; lerp(momentum))`` (or just
-    the ema without Nesterov) ``-> orthogonalize -> scale_by_shape -> add_decayed_weights ->
-    scale_by_learning_rate``. Only for 2-D parameters.
+    the ema without Nesterov) ``-> orthogonalize -> shape_scaled_descent`` (the last is
+    ``scale_by_shape -> add_decayed_weights -> scale_by_learning_rate`` in one pass). Only for
+    2-D parameters.
     """
     moment = ema(momentum, key="momentum_buffer")
     direction = branch(identity(), moment, merge=lerp_merge(momentum)) if nesterov else moment
     return chain(
         direction,
         orthogonalize(ns_coefficients, ns_steps, eps),
-        scale_by_shape(adjust_lr_fn),
-        add_decayed_weights(weight_decay),
-        scale_by_learning_rate(lr),
+        shape_scaled_descent(adjust_lr_fn, lr, weight_decay),
     )
 
 
@@ -82,8 +81,8 @@ class Muon(ComposedOptimizer):
 
     with ``s = sqrt(max(1, A/B))`` (``adjust_lr_fn`` None or "original", Jordan) or
     ``0.2 sqrt(max(A, B))`` ("match_rms_adamw", Moonlight). Chain: :func:`muon_update`,
-    ``branch(identity, ema(momentum); lerp(momentum)) -> orthogonalize -> scale_by_shape ->
-    add_decayed_weights -> scale_by_learning_rate``. The orthogonalisation reads the whole
+    ``branch(identity, ema(momentum); lerp(momentum)) -> orthogonalize ->
+    shape_scaled_descent(adjust_lr_fn, lr, weight_decay)``. The orthogonalisation reads the whole
     matrix, so the chain runs per tensor (on the fast path too).
 
     Only 2-D parameters (ValueError otherwise): give the embeddings, biases, norms and the

@@ -14,7 +14,11 @@ from dltricks.optim.blocks.factored import (
     scale_by_relative_step,
 )
 from dltricks.optim.blocks.momentum import ema, nesterov_first_moment, trace
-from dltricks.optim.blocks.orthogonalize import orthogonalize, scale_by_shape
+from dltricks.optim.blocks.orthogonalize import (
+    orthogonalize,
+    scale_by_shape,
+    shape_scaled_descent,
+)
 from dltricks.optim.blocks.scale import (
     inverse_time_decay,
     negate,
@@ -60,4 +64,5 @@ __all__ += [
     "orthogonalize",
     "scale_by_relative_step",
     "scale_by_shape",
+    "shape_scaled_descent",
 ]

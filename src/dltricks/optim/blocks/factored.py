@@ -96,7 +96,9 @@ def clip_by_block_rms(d: Hyperparameter = "d") -> Transform:
     def update(u: Tensor, param: Tensor, hyper: Hyper) -> Tensor:
         threshold = float(resolve(d, hyper))
         rms = u.norm(2).item() / (u.numel() ** 0.5)
-        return u / max(1.0, rms / threshold)
+        denominator = max(1.0, rms / threshold)
+        # Under the threshold the update is itself: no pass over the tensor.
+        return u if denominator == 1.0 else u / denominator
 
     return stateless(f"clip_by_block_rms({d})", update, per_tensor=True)
 
@@ -135,6 +137,11 @@ def decay_weights(
     """
 
     def update(u: Tensor, param: Tensor, hyper: Hyper) -> Tensor:
-        return u - (resolve(lr, hyper) * resolve(weight_decay, hyper)) * param
+        decay = resolve(lr, hyper) * resolve(weight_decay, hyper)
+        if not isinstance(decay, Tensor):
+            if decay == 0:
+                return u  # no decay (the default): no pass over the tensor
+            return torch.add(u, param, alpha=-decay)
+        return u - decay * param
 
     return stateless(f"decay_weights({lr}, {weight_decay})", update, elementwise=True)
