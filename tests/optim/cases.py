@@ -171,6 +171,20 @@ CASES: tuple[OptimizerCase, ...] = (
         lr=1e-3,
         configs=({}, {"weight_decay": 0.5}, {"betas": (0.95, 0.98)}, {"maximize": True}),
     ),
+    # A per-tensor chain (factored second moment): the fast path runs it per tensor.
+    OptimizerCase(
+        "Adafactor",
+        ours.Adafactor,
+        torch.optim.Adafactor,
+        lr=1e-2,
+        configs=(
+            {},
+            {"weight_decay": 0.1},
+            {"beta2_decay": -1.0, "d": 1.5},
+            {"eps": (1e-30, 1e-2)},
+            {"maximize": True, "weight_decay": 0.1},
+        ),
+    ),
 )
 
 CASES_BY_NAME = {case.name: case for case in CASES}

@@ -105,6 +105,13 @@ def hyperparameters(name: str, *, structural: bool) -> st.SearchStrategy[dict[st
         return st.fixed_dictionaries({**common, **extra, "maximize": flag})
     if name == "Lion":
         return st.fixed_dictionaries({**common, "betas": st.tuples(beta, beta), "maximize": flag})
+    if name == "Adafactor":
+        extra = {
+            "beta2_decay": st.floats(-1.0, 0.0),
+            "eps": st.tuples(st.none() | eps, eps),
+            "d": st.floats(1.0, 10.0),
+        }
+        return st.fixed_dictionaries({**common, **extra, "maximize": flag})
     raise AssertionError(f"no hyperparameter strategy for {name}: add one with the row")
 
 

@@ -468,7 +468,13 @@ class ComposedOptimizer(Optimizer):
                 )
             # As torch: a flag that an older version did not save gets its default.
             fillable = self.flag_defaults
-            missing = [key for key in self.defaults if key not in saved and key not in fillable]
+            # torch's Optimizer.__setstate__ adds ``differentiable`` to the defaults of every
+            # copy, also of optimizers that never save it (Adafactor, Muon).
+            missing = [
+                key
+                for key in self.defaults
+                if key not in saved and key not in fillable and key != "differentiable"
+            ]
             if missing:
                 raise ValueError(
                     f"param group {gi} of the loaded state_dict lacks {', '.join(missing)}: "
@@ -579,14 +585,24 @@ class ComposedOptimizer(Optimizer):
         # parameter-shaped and which are scalars (NAdam's mu_product); a user's block that
         # cannot run there falls back to its declared state_keys.
         dtype = param.dtype if param.is_floating_point() else torch.get_default_dtype()
+        hyper = {**self.group_hyper(group), "step": 1.0}
         try:
             probe = torch.empty(param.shape, dtype=dtype, device="meta")
-            fresh = chain.init(probe, {**self.group_hyper(group), "step": 1.0})
-            shapes.update({key: tuple(value.shape) for key, value in fresh.items()})
+            fresh = chain.init(probe, hyper)
         except Exception:
-            shapes.clear()
-        for key in chain.state_keys:
-            shapes.setdefault(key, None)
+            # A block that must see the parameter itself (a partition by parameter) gets it:
+            # the fresh state is thrown away at once.
+            try:
+                with torch.no_grad():
+                    fresh = chain.init(param, hyper)
+            except Exception:
+                fresh = {}
+        shapes.update({key: tuple(value.shape) for key, value in fresh.items()})
+        if not fresh:
+            # The declared names, where init could not run; an init that ran says exactly
+            # which entries this parameter keeps (Adafactor's depend on its dimension).
+            for key in chain.state_keys:
+                shapes.setdefault(key, None)
         shapes["step"] = ()
         return shapes
 

@@ -73,6 +73,13 @@ class Transform:
             a block that declares nothing is): a *per-tensor* block, which sees whole
             tensors (a norm, an orthogonalisation, anything reading the shape); it always
             runs on the eager path, one parameter at a time. Never guessed by running it.
+        per_tensor: the declaration of a block that is *meant* to see whole tensors
+            (Newton-Schulz orthogonalisation, Adafactor's row and column statistics, a
+            partition by parameter): it runs per tensor, as an undeclared block does, and the
+            fast path says nothing about it (an undeclared block draws a warning there, since
+            it may be an elementwise block its author forgot to declare). A combinator is
+            ``per_tensor`` when it is not elementwise and each of its parts declared itself
+            one way or the other.
     """
 
     name: str
@@ -80,6 +87,12 @@ class Transform:
     update: UpdateFn
     state_keys: tuple[str, ...] = ()
     elementwise: bool = False
+    per_tensor: bool = False
+
+    @property
+    def declared(self) -> bool:
+        """Whether the block said what it is (elementwise or per tensor)."""
+        return self.elementwise or self.per_tensor
 
     def __repr__(self) -> str:
         return f"Transform({self.name})"
@@ -103,12 +116,16 @@ def stateless(
     update: Callable[[Tensor, Tensor, Hyper], Tensor],
     *,
     elementwise: bool = False,
+    per_tensor: bool = False,
 ) -> Transform:
     """A transformation with no state: ``u' = update(u, theta, hyper)``.
 
     ``elementwise``: see :class:`Transform`; declare True only for an update that works on
-    each element alone (it may then be fused). Undeclared blocks run per tensor, exactly.
+    each element alone (it may then be fused). ``per_tensor``: declare True for an update
+    that reads whole tensors (a norm, the shape). Undeclared blocks run per tensor, exactly.
     """
+    if elementwise and per_tensor:
+        raise ValueError(f"block {name!r} cannot be both elementwise and per_tensor")
 
     def init(param: Tensor, hyper: Hyper) -> State:
         return {}
@@ -118,7 +135,9 @@ def stateless(
     ) -> tuple[Tensor, State]:
         return update(u, param, hyper), {}
 
-    return Transform(name=name, init=init, update=update_fn, elementwise=elementwise)
+    return Transform(
+        name=name, init=init, update=update_fn, elementwise=elementwise, per_tensor=per_tensor
+    )
 
 
 def select(condition: bool | Tensor, if_true: Tensor, if_false: Tensor) -> Tensor:

@@ -7,7 +7,18 @@ shared notation of :mod:`dltricks.optim.base`.
 from dltricks.optim.blocks.adadelta import scale_by_adadelta
 from dltricks.optim.blocks.correction import bias_correction
 from dltricks.optim.blocks.decay import add_decayed_weights, add_l2_penalty
+from dltricks.optim.blocks.factored import (
+    clip_by_block_rms,
+    decay_weights,
+    factored_second_moment,
+    scale_by_relative_step,
+)
 from dltricks.optim.blocks.momentum import ema, nesterov_first_moment, trace
+from dltricks.optim.blocks.orthogonalize import (
+    orthogonalize,
+    scale_by_shape,
+    shape_scaled_descent,
+)
 from dltricks.optim.blocks.scale import (
     inverse_time_decay,
     negate,
@@ -44,4 +55,14 @@ __all__ = [
     "sign_of_interpolation",
     "sum_of_squares",
     "trace",
+]
+
+__all__ += [
+    "clip_by_block_rms",
+    "decay_weights",
+    "factored_second_moment",
+    "orthogonalize",
+    "scale_by_relative_step",
+    "scale_by_shape",
+    "shape_scaled_descent",
 ]

@@ -74,7 +74,10 @@ def ema(decay: Hyperparameter = "beta1", *, key: str = "exp_avg") -> Transform:
         u: Tensor, state: Mapping[str, Tensor], param: Tensor, hyper: Hyper
     ) -> tuple[Tensor, State]:
         beta = resolve(decay, hyper)
-        m = state[key] + (1 - beta) * (u - state[key])
+        if isinstance(beta, Tensor):  # the fast path's 0-dim hyperparameter: inlined by inductor
+            m = state[key] + (1 - beta) * (u - state[key])
+        else:  # one pass and one new tensor, as torch's exp_avg.lerp_(grad, 1 - beta)
+            m = torch.lerp(state[key], u, 1 - beta)
         return m, {key: m}
 
     return Transform(

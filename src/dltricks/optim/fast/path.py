@@ -93,7 +93,10 @@ class FlatPath:
         hyper = opt.group_hyper(group)
         fused = fused_update_for(key, chain, hyper, bindable=opt.chain_is_fixed)
         if isinstance(fused, str) or fused.failure is not None:
-            self._warn_once(key, fused if isinstance(fused, str) else fused.failure)
+            # A chain declared per tensor (Muon, Adafactor, a partition) runs eagerly by
+            # design; anything else fell back and says so.
+            if not (isinstance(fused, str) and chain.per_tensor):
+                self._warn_once(key, fused if isinstance(fused, str) else fused.failure)
             return _GroupPlan(group, params, key, [], list(params))
         ours = {id(p) for b in previous.buckets for p in b.params} if previous else set()
         partitions: dict[tuple[torch.dtype, torch.device], list[Tensor]] = {}
