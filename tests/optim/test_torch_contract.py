@@ -256,6 +256,9 @@ BAD_HYPERPARAMETERS: dict[str, list[dict[str, Any]]] = {
     "NAdam": [{"betas": (1.0, 0.9)}, {"momentum_decay": -0.2}, {"weight_decay": -1}],
     "Adadelta": [{"lr": -1.0}, {"rho": 1.1}, {"eps": -1}],
     "Momentum": [],
+    "RAdam": [{"lr": -1}, {"betas": (1.0, 0.0)}, {"eps": -1}, {"weight_decay": -1}],
+    "Rprop": [{"lr": -1.0}, {"etas": (1.0, 0.5)}, {"etas": (0.5, 1.0)}],
+    "ASGD": [{"lr": -1.0}, {"weight_decay": -0.5}],
 }
 
 

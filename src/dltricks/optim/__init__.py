@@ -9,21 +9,28 @@ The shared notation of every docstring is in :mod:`dltricks.optim.base`.
 """
 
 from dltricks.optim import blocks
+from dltricks.optim.adabelief import AdaBelief
 from dltricks.optim.adadelta import Adadelta
 from dltricks.optim.adagrad import Adagrad
 from dltricks.optim.adam import Adam, AdamW, adam_direction
 from dltricks.optim.adamax import Adamax
 from dltricks.optim.adapter import ComposedOptimizer, NonFiniteGradientError, NonFinitePolicy
+from dltricks.optim.asgd import ASGD
 from dltricks.optim.base import Hyper, Hyperparameter, State, Transform, resolve, stateless
 from dltricks.optim.combine import chain, identity, ratio
 from dltricks.optim.custom import ChainOptimizer
 from dltricks.optim.lion import Lion
 from dltricks.optim.nadam import NAdam
+from dltricks.optim.radam import RAdam
 from dltricks.optim.rmsprop import RMSprop
+from dltricks.optim.rprop import Rprop
+from dltricks.optim.schedule_free import ScheduleFreeAdamW
 from dltricks.optim.sgd import SGD, Momentum
 
 __all__ = [
+    "ASGD",
     "SGD",
+    "AdaBelief",
     "Adadelta",
     "Adagrad",
     "Adam",
@@ -38,7 +45,10 @@ __all__ = [
     "NAdam",
     "NonFiniteGradientError",
     "NonFinitePolicy",
+    "RAdam",
     "RMSprop",
+    "Rprop",
+    "ScheduleFreeAdamW",
     "State",
     "Transform",
     "adam_direction",
