@@ -44,8 +44,10 @@ def rectified_denominator(decay: Hyperparameter = "beta2") -> Transform:
         rectified = rho_t > 5.0
         if not isinstance(rectified, Tensor) and not rectified:
             return torch.ones_like(u), {}
-        r = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
-        scaled = u * (1 / (correction**0.5 * r))
+        # power(x, 0.5) rather than x ** 0.5: on the compiled path it keeps the scalar out of
+        # the fused loop over the elements (see base.power).
+        r2 = (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
+        scaled = u * (1 / power(correction * r2, 0.5))
         return select(rectified, scaled, torch.ones_like(u)), {}
 
     return Transform(
