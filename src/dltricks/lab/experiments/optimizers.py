@@ -108,11 +108,10 @@ GRIDS: dict[str, tuple[float, ...]] = {
     "Adam": half_decades(1e-4, 0.316),
     "AdamW": half_decades(1e-4, 0.316),
     "Lion": half_decades(1e-5, 3.16e-2),
-    # Defaults 1e-3, 1e-3 and 2.5e-3: one grid a decade below and above each (six points, to
-    # keep the quick run's cost in bounds; the chosen rate is flagged if it lands on an edge).
-    "RAdam": half_decades(1e-4, 3.16e-2),
-    "AdaBelief": half_decades(1e-4, 3.16e-2),
-    "Schedule-Free": half_decades(1e-4, 3.16e-2),
+    # Adam's descendants (defaults 1e-3, 1e-3, 2.5e-3) on Adam's grid: the same chance as Adam.
+    "RAdam": half_decades(1e-4, 0.316),
+    "AdaBelief": half_decades(1e-4, 0.316),
+    "Schedule-Free": half_decades(1e-4, 0.316),
 }
 
 MODEL_LABELS = {"logistic": "logistic regression", "mlp": "MLP with dropout"}
