@@ -1,4 +1,5 @@
-"""Optimizer step time: dltricks (fast and eager paths) against torch.optim and pytorch-optimizer.
+"""Optimizer step time: dltricks (fast and eager paths) against torch.optim and the reference
+packages (pytorch-optimizer, schedulefree).
 
 For each size (parameters split evenly over a number of float32 CPU tensors), each optimizer is
 stepped in every mode, interleaved round by round, and the median step time is reported with:
@@ -84,6 +85,21 @@ SPECS = [
     Spec("NAdam", ours.NAdam, torch.optim.NAdam, {"lr": 1e-3}, 28, False),
     Spec("Adadelta", ours.Adadelta, torch.optim.Adadelta, {"lr": 1.0}, 28, False),
     Spec("Lion", ours.Lion, None, {"lr": 1e-4}, 20, False, "Lion"),
+    # RAdam, Rprop, ASGD against torch's fastest mode; AdaBelief against pytorch-optimizer's,
+    # Schedule-Free AdamW against schedulefree's (both in train mode).
+    Spec("RAdam", ours.RAdam, torch.optim.RAdam, {"lr": 1e-3}, 28, False),
+    Spec("Rprop", ours.Rprop, torch.optim.Rprop, {"lr": 1e-3}, 28, False),
+    Spec("ASGD", ours.ASGD, torch.optim.ASGD, {"lr": 1e-3}, 20, False),
+    Spec("AdaBelief", ours.AdaBelief, None, {"lr": 1e-3}, 28, False, "AdaBelief"),
+    Spec(
+        "ScheduleFreeAdamW",
+        lambda params, **kw: _in_train_mode(ours.ScheduleFreeAdamW(params, **kw)),
+        None,
+        {"lr": 1e-3},
+        28,
+        False,
+        "schedulefree.AdamWScheduleFree",
+    ),
 ]
 SPECS += [
     # Per-tensor chains. Muon: p, g, buffer read, p and buffer written (20 B) plus Newton-Schulz
@@ -113,7 +129,25 @@ SPECS += [
 ]
 
 
+def _in_train_mode(optimizer: Any) -> torch.optim.Optimizer:
+    """A Schedule-Free optimizer, switched to train mode (a new one is in eval mode)."""
+    optimizer.train()
+    return optimizer  # type: ignore[no-any-return]
+
+
 def _third_party(name: str) -> Callable[..., torch.optim.Optimizer] | None:
+    """pytorch-optimizer's class ``name``, or ``module.Class`` of another package; None when
+    the package is not installed."""
+    if "." in name:
+        module_name, _, class_name = name.rpartition(".")
+        try:
+            module = __import__(module_name)
+        except ImportError:
+            return None
+        cls = getattr(module, class_name, None)
+        if cls is None:
+            return None
+        return lambda params, **kw: _in_train_mode(cls(params, **kw))
     try:
         import pytorch_optimizer  # type: ignore[import-not-found]
     except ImportError:
@@ -211,7 +245,7 @@ def _bench(spec: Spec, size: str, rounds: int, with_eager: bool) -> Row:
     if spec.third_party is not None:
         cls = _third_party(spec.third_party)
         if cls is not None:
-            modes["pytorch-optimizer"] = cls(shared, **spec.kwargs).step
+            modes[_package(spec)] = cls(shared, **spec.kwargs).step
     # The bandwidth probe takes its turn in every round, so the bound sees the same machine.
     modes["a.add_(b)"] = lambda: stream_a.add_(stream_b)
     for step in modes.values():  # warm-up: state allocation, first-touch page faults
@@ -269,6 +303,12 @@ def _float32_gap(spec: Spec, steps: int = 100) -> tuple[float, float, float]:
     )
 
 
+def _package(spec: Spec) -> str:
+    """The column of a third-party reference: pytorch-optimizer, or the package named."""
+    name = spec.third_party or ""
+    return name.partition(".")[0] if "." in name else "pytorch-optimizer"
+
+
 def _fmt_ms(seconds: float | None) -> str:
     return "—" if seconds is None else f"{seconds * 1e3:.3g}"
 
@@ -290,6 +330,7 @@ def _table(rows: list[Row]) -> list[str]:
         "torch foreach",
         "torch fused",
         "pytorch-optimizer",
+        "schedulefree",
     ]
     head = (
         "| optimizer | size | B/param | GB/s | bound ms | "
@@ -302,8 +343,8 @@ def _table(rows: list[Row]) -> list[str]:
         ref: tuple[str, float] | None
         if "torch fused" in row.times:
             ref = ("torch fused", row.times["torch fused"])
-        elif row.spec.third_party and "pytorch-optimizer" in row.times:
-            ref = ("pytorch-optimizer", row.times["pytorch-optimizer"])
+        elif row.spec.third_party and _package(row.spec) in row.times:
+            ref = (_package(row.spec), row.times[_package(row.spec)])
         else:
             ref = _best_torch(row)
         cells = [
@@ -334,13 +375,15 @@ def _targets(rows: list[Row]) -> list[str]:
             out.append(
                 f"- 50M {name}: fast / torch fused = {ratio:.2f} (target <= 1.05): {verdict}"
             )
-    for name in ("RMSprop", "Adamax", "NAdam", "Adadelta", "Lion"):
+    elementwise: tuple[str, ...] = ("RMSprop", "Adamax", "NAdam", "Adadelta", "Lion")
+    elementwise += ("RAdam", "Rprop", "ASGD", "AdaBelief", "ScheduleFreeAdamW")
+    for name in elementwise:
         row = by.get((name, "50m"))
         if row is None:
             continue
-        if name == "Lion":
-            ref = row.times.get("pytorch-optimizer")
-            label = "pytorch-optimizer"
+        if row.spec.third_party:
+            label = _package(row.spec)
+            ref = row.times.get(label)
         else:
             best = _best_torch(row)
             ref, label = (best[1], best[0]) if best else (None, "")
@@ -459,7 +502,8 @@ def main(argv: list[str] | None = None) -> int:
         'fast* uses the default non-finite policy ("raise": one extra read of the gradients);',
         '*fast, no finite check* is `nonfinite="ignore"`, the same work as torch\'s modes.',
         "*fast/ref* compares",
-        "the latter with torch's fused mode, else pytorch-optimizer (Lion), else torch's fastest",
+        "the latter with torch's fused mode, else the reference package (pytorch-optimizer for",
+        "Lion and AdaBelief, schedulefree for Schedule-Free AdamW), else torch's fastest",
         "mode. *first step*: compilation (inductor cache as found) plus laying out the flat",
         "buffers. *peak extra mem*: growth of peak RSS during one fast step after warm-up, as a",
         "share of the parameter bytes. *GB/s*: in-place streaming bandwidth `a.add_(b)` (2",

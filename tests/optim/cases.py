@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytorch_optimizer
+import schedulefree
 import torch
 from torch.optim import Optimizer
 
@@ -63,6 +65,26 @@ class OptimizerCase:
     configs: tuple[dict[str, Any], ...]
     # Keyword arguments that only the reference needs to mean the same thing.
     reference_extra: dict[str, Any] = field(default_factory=dict)
+    # Whether our state_dict, loaded into the reference, continues the same run: not where the
+    # reference counts steps per group (pytorch-optimizer, schedulefree) rather than per
+    # parameter as torch does.
+    reference_loads_our_state: bool = True
+
+
+class TrainingScheduleFreeAdamW(ours.ScheduleFreeAdamW):
+    """Ours, put in train mode on construction (a new one is in eval mode, as schedulefree's)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.train()
+
+
+class TrainingAdamWScheduleFree(schedulefree.AdamWScheduleFree):  # type: ignore[misc]
+    """The reference, put in train mode on construction."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.train()
 
 
 CASES: tuple[OptimizerCase, ...] = (
@@ -170,6 +192,75 @@ CASES: tuple[OptimizerCase, ...] = (
         ReferenceLion,
         lr=1e-3,
         configs=({}, {"weight_decay": 0.5}, {"betas": (0.95, 0.98)}, {"maximize": True}),
+    ),
+    # RAdam, Rprop, ASGD (torch's), AdaBelief (pytorch-optimizer's), Schedule-Free AdamW
+    # (schedulefree's).
+    OptimizerCase(
+        "RAdam",
+        ours.RAdam,
+        torch.optim.RAdam,
+        lr=1e-2,
+        configs=(
+            {},
+            {"weight_decay": 0.1},
+            {"betas": (0.8, 0.99), "eps": 1e-6},
+            {"maximize": True},
+            {"weight_decay": 0.1, "decoupled_weight_decay": True},
+        ),
+    ),
+    OptimizerCase(
+        "Rprop",
+        ours.Rprop,
+        torch.optim.Rprop,
+        lr=1e-2,
+        configs=(
+            {},
+            {"etas": (0.3, 1.5)},
+            {"step_sizes": (1e-3, 0.05)},
+            # Ascent grows the weights: a smaller step keeps the run well conditioned.
+            {"maximize": True, "lr": 1e-3, "step_sizes": (1e-6, 0.01)},
+        ),
+    ),
+    OptimizerCase(
+        "ASGD",
+        ours.ASGD,
+        torch.optim.ASGD,
+        lr=1e-2,
+        configs=(
+            {},
+            {"lambd": 0.1, "alpha": 0.5},
+            {"t0": 10},
+            {"maximize": True},
+            {"weight_decay": 0.1, "t0": 20, "lambd": 0.01},
+        ),
+    ),
+    OptimizerCase(
+        "AdaBelief",
+        ours.AdaBelief,
+        pytorch_optimizer.AdaBelief,
+        lr=1e-2,
+        configs=(
+            {},
+            {"weight_decay": 0.1},
+            {"weight_decay": 0.1, "weight_decouple": False},
+            {"weight_decay": 0.1, "fixed_decay": True},
+            {"maximize": True, "eps": 1e-12},
+            {"ams_bound": True, "betas": (0.8, 0.99), "weight_decay": 0.05},
+        ),
+        reference_loads_our_state=False,
+    ),
+    OptimizerCase(
+        "ScheduleFreeAdamW",
+        TrainingScheduleFreeAdamW,
+        TrainingAdamWScheduleFree,
+        lr=1e-2,
+        configs=(
+            {},
+            {"warmup_steps": 10},
+            {"weight_decay": 0.1, "r": 1.0},
+            {"betas": (0.8, 0.99), "weight_lr_power": 0.0, "eps": 1e-6},
+        ),
+        reference_loads_our_state=False,
     ),
     # A per-tensor chain (factored second moment): the fast path runs it per tensor.
     OptimizerCase(

@@ -123,6 +123,40 @@ def _every_library_block() -> tuple[Transform, set[str]]:
         ours.chain(use(b.sign_of_interpolation, key="m9"), b.scale(0.5)),
         ours.chain(use(b.sign), b.scale(0.01)),
         ours.chain(b.sign(), use(b.decay_weights)),
+        # RAdam, Rprop, ASGD, AdaBelief, Schedule-Free: numbers for the hyperparameters the
+        # others do not read. (rho_t stays below 5 for the first 5 steps: RAdam's rectified
+        # branch is fused in the parity tests' 60 steps.)
+        ours.ratio(
+            b.ema(key="m11"),
+            ours.chain(
+                b.ema_of_squares(0.9, key="v11"), b.root(), use(b.rectified_denominator, 0.9)
+            ),
+        ),
+        ours.chain(
+            use(b.scale_by_resilient_step, 0.5, 1.2, 1e-6, 1.0, key="s12", previous_key="p12"),
+            b.scale(0.1),
+        ),
+        use(b.averaged_sgd, "lr", 0.1, 0.75, 2.0, eta_key="e13", mu_key="mu13", average_key="a13"),
+        ours.ratio(
+            b.ema(key="m14"),
+            ours.chain(
+                use(b.ema_of_squared_surprise, key="s14", mean_key="m14"),
+                b.running_max(key="max14"),
+                b.root(),
+            ),
+        ),
+        ours.chain(b.scale(0.01), use(b.shrink_weights)),
+        use(
+            b.schedule_free_interpolation,
+            "lr",
+            "beta1",
+            2.0,
+            1.0,
+            2.0,
+            key="z15",
+            weight_sum_key="w15",
+            lr_max_key="lm15",
+        ),
     ]
     return ours.chain(_sum_of(*branches), b.scale(-1e-2)), used
 

@@ -368,6 +368,8 @@ def test_state_of_another_dtype_is_cast_like_torch(
     case: OptimizerCase, saved_dtype: torch.dtype, loaded_dtype: torch.dtype, fast: bool
 ) -> None:
     """Floating state takes the parameter's dtype, ``step`` stays as saved, as in torch."""
+    if not case.reference_loads_our_state:
+        pytest.skip(f"{case.name}'s reference counts steps per group, not in the saved state")
     kwargs = {"lr": case.lr, **case.configs[0]}
     saved_model, saved_opt = _run(partial(case.ours, **kwargs), saved_dtype, steps=3)
     saved = copy.deepcopy(saved_opt.state_dict())

@@ -34,6 +34,7 @@ common = pytest.importorskip(
 )
 
 NAMES = ("SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax", "NAdam", "Adadelta")
+NAMES += ("RAdam", "Rprop", "ASGD")
 INFOS = {info.optim_cls.__name__: info for info in common.optim_db}
 
 # Error inputs whose error we do not raise, and why (the README lists them).

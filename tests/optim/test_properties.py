@@ -112,6 +112,28 @@ def hyperparameters(name: str, *, structural: bool) -> st.SearchStrategy[dict[st
             "d": st.floats(1.0, 10.0),
         }
         return st.fixed_dictionaries({**common, **extra, "maximize": flag})
+    if name == "RAdam":
+        extra = {"betas": st.tuples(beta, beta), "eps": eps}
+        return st.fixed_dictionaries(
+            {**common, **extra, "maximize": flag, "decoupled_weight_decay": flag}
+        )
+    if name == "Rprop":
+        etas = st.tuples(st.floats(0.01, 0.99), st.floats(1.01, 3.0))
+        sizes = st.tuples(st.floats(0.0, 1e-3), st.floats(1e-3, 1.0))
+        extra = {"etas": etas, "step_sizes": sizes, "maximize": flag}
+        return st.fixed_dictionaries({"lr": lr, **extra})
+    if name == "ASGD":
+        extra = {"lambd": unit, "alpha": unit, "t0": st.floats(0.0, 5.0), "maximize": flag}
+        return st.fixed_dictionaries({**common, **extra})
+    if name == "AdaBelief":
+        extra = {"betas": st.tuples(beta, beta), "eps": eps, "maximize": flag}
+        decouple = st.booleans() if structural else st.just(True)  # its default is True
+        extra |= {"weight_decouple": decouple, "fixed_decay": flag, "ams_bound": flag}
+        return st.fixed_dictionaries({**common, **extra})
+    if name == "ScheduleFreeAdamW":
+        extra = {"betas": st.tuples(st.floats(0.01, 0.999), beta), "eps": eps}
+        extra |= {"warmup_steps": st.integers(0, 3), "r": unit, "weight_lr_power": st.floats(0, 2)}
+        return st.fixed_dictionaries({**common, **extra})
     raise AssertionError(f"no hyperparameter strategy for {name}: add one with the row")
 
 

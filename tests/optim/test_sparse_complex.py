@@ -115,6 +115,9 @@ COMPLEX_CONFIGS: list[tuple[str, dict[str, Any]]] = [
     ("NAdam", {"lr": 0.05}),
     ("NAdam", {"lr": 0.05, "weight_decay": 0.1, "decoupled_weight_decay": True}),
     ("Adadelta", {"lr": 1.0, "weight_decay": 0.1}),
+    ("RAdam", {"lr": 0.05, "weight_decay": 0.1}),
+    ("Rprop", {"lr": 0.01, "maximize": True}),
+    ("ASGD", {"lr": 0.01, "t0": 2, "weight_decay": 0.1}),
 ]
 
 

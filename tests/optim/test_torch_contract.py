@@ -266,6 +266,9 @@ BAD_HYPERPARAMETERS: dict[str, list[dict[str, Any]]] = {
         {"d": 0.5},
         {"weight_decay": -1.0},
     ],
+    "RAdam": [{"lr": -1}, {"betas": (1.0, 0.0)}, {"eps": -1}, {"weight_decay": -1}],
+    "Rprop": [{"lr": -1.0}, {"etas": (1.0, 0.5)}, {"etas": (0.5, 1.0)}],
+    "ASGD": [{"lr": -1.0}, {"weight_decay": -0.5}],
 }
 
 

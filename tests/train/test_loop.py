@@ -208,3 +208,21 @@ def test_result_round_trips_through_dict() -> None:
     again = TrainResult.from_dict(json.loads(json.dumps(result.to_dict())))
     assert again == result
     assert TrainConfig.from_dict(again.config) == config
+
+
+def test_a_schedule_free_optimizer_is_switched_with_the_model() -> None:
+    """Trained in train mode (parameters y), evaluated and left in eval mode (the average x):
+    the recorded validation loss is that of the weights fit leaves in the model."""
+    from dltricks.optim import ScheduleFreeAdamW
+
+    data = small_data()
+    model = small_mlp()
+    opt = ScheduleFreeAdamW(model.parameters(), lr=1e-2)
+    result = fit(model, opt, data, TrainConfig(epochs=3, batch_size=32, seed=1), progress=False)
+    assert opt.param_groups[0]["train_mode"] is False
+    model.eval()
+    loss, _ = evaluate(model, data.x_val, data.y_val, nn.functional.cross_entropy, 1024)
+    assert loss == pytest.approx(result.history[-1].val_loss, rel=1e-6)
+    opt.train()  # back to y: other weights, a different loss
+    moved, _ = evaluate(model, data.x_val, data.y_val, nn.functional.cross_entropy, 1024)
+    assert moved != pytest.approx(loss, rel=1e-6)

@@ -9,12 +9,14 @@ The shared notation of every docstring is in :mod:`dltricks.optim.base`.
 """
 
 from dltricks.optim import blocks
+from dltricks.optim.adabelief import AdaBelief
 from dltricks.optim.adadelta import Adadelta
 from dltricks.optim.adafactor import Adafactor
 from dltricks.optim.adagrad import Adagrad
 from dltricks.optim.adam import Adam, AdamW, adam_direction
 from dltricks.optim.adamax import Adamax
 from dltricks.optim.adapter import ComposedOptimizer, NonFiniteGradientError, NonFinitePolicy
+from dltricks.optim.asgd import ASGD
 from dltricks.optim.base import Hyper, Hyperparameter, State, Transform, resolve, stateless
 from dltricks.optim.combine import (
     Merge,
@@ -32,12 +34,18 @@ from dltricks.optim.lion import Lion
 from dltricks.optim.muon import Muon, muon_update
 from dltricks.optim.nadam import NAdam
 from dltricks.optim.partition import group_labels, partition
+from dltricks.optim.radam import RAdam
 from dltricks.optim.rmsprop import RMSprop
+from dltricks.optim.rprop import Rprop
+from dltricks.optim.schedule_free import ScheduleFreeAdamW
 from dltricks.optim.sgd import SGD, Momentum
 
 __all__ = [
+    "ASGD",
     "SGD",
+    "AdaBelief",
     "Adadelta",
+    "Adafactor",
     "Adagrad",
     "Adam",
     "AdamW",
@@ -47,32 +55,31 @@ __all__ = [
     "Hyper",
     "Hyperparameter",
     "Lion",
+    "Merge",
     "Momentum",
+    "Muon",
     "NAdam",
     "NonFiniteGradientError",
     "NonFinitePolicy",
+    "RAdam",
     "RMSprop",
+    "Rprop",
+    "ScheduleFreeAdamW",
     "State",
     "Transform",
     "adam_direction",
     "blocks",
-    "chain",
-    "identity",
-    "ratio",
-    "resolve",
-    "stateless",
-]
-
-__all__ += [
-    "Adafactor",
-    "Merge",
-    "Muon",
     "branch",
+    "chain",
     "group_labels",
+    "identity",
     "lerp_merge",
     "muon_update",
     "partition",
     "quotient",
+    "ratio",
+    "resolve",
+    "stateless",
     "total",
     "zeros_like_state",
 ]

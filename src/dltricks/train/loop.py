@@ -234,8 +234,11 @@ def fit(
     validation and test splits. Train metrics are measured in eval mode after the epoch, not
     averaged over the moving mini-batches, so they describe the same network that is tested
     and dropout noise does not distort them (the batch average is kept as
-    ``EpochRecord.mean_batch_loss``). The test split is measured for curves only and never informs
-    any decision. Early stopping (``config.early_stopping``) watches the validation loss.
+    ``EpochRecord.mean_batch_loss``). An optimizer with ``train()`` and ``eval()`` methods
+    (:class:`~dltricks.optim.ScheduleFreeAdamW`) is switched with the model, so evaluation
+    and checkpoints see its averaged weights. The test split is measured for curves only and
+    never informs any decision. Early stopping (``config.early_stopping``) watches the
+    validation loss.
 
     Args:
         model: any classifier mapping ``(batch, n_features)`` to ``(batch, n_classes)`` logits.
@@ -378,6 +381,7 @@ def _fit(
         while run.epoch < config.epochs and run.stopped_epoch is None:
             epoch = run.epoch + 1
             model.train()
+            _set_optimizer_mode(opt, training=True)
             if config.shuffle:
                 order = torch.randperm(n_train, generator=batch_rng)
             else:
@@ -534,6 +538,15 @@ def _metrics_of(record: EpochRecord) -> SplitMetrics:
     )
 
 
+def _set_optimizer_mode(opt: torch.optim.Optimizer, *, training: bool) -> None:
+    """Switch an optimizer that has a train and an eval mode (Schedule-Free's: the parameters
+    hold the point where gradients are taken while training, the averaged weights while
+    evaluating) along with the model; other optimizers have no such methods."""
+    switch = getattr(opt, "train" if training else "eval", None)
+    if callable(switch):
+        switch()
+
+
 def _epoch_record(
     model: nn.Module,
     opt: torch.optim.Optimizer,
@@ -546,6 +559,7 @@ def _epoch_record(
     batch_losses: torch.Tensor,
 ) -> EpochRecord:
     model.eval()
+    _set_optimizer_mode(opt, training=False)
     metrics = _split_metrics(model, data, loss_fn, config.eval_batch_size)
     with torch.no_grad():
         penalty = regularization_penalty(penalized, l1=config.l1, l2=config.l2)

@@ -10,8 +10,11 @@ is to its learning rate.
 
 Setup (the protocol of :func:`dltricks.lab.compare.compare_optimizers`): two models,
 logistic regression (one ``nn.Linear``) and an MLP (ReLU, dropout after each hidden layer);
-nine optimizers of :mod:`dltricks.optim` with torch's defaults apart from the learning rate
-(momentum 0.9; AdamW's weight decay 0.01). For a seed, every optimizer starts from the same
+twelve optimizers of :mod:`dltricks.optim` with torch's defaults apart from the learning rate
+(momentum 0.9; AdamW's weight decay 0.01): the nine of the lecture's story and three of Adam's
+descendants, RAdam (Liu et al. 2020), AdaBelief (Zhuang et al. 2020, pytorch-optimizer's
+defaults) and Schedule-Free AdamW (Defazio et al. 2024, schedulefree's defaults, evaluated in
+its eval mode, at its averaged weights). For a seed, every optimizer starts from the same
 initial weights. Each optimizer's learning rate is tuned on a half-decade grid (``grids``) by
 the final *validation* loss after the training budget (tuning runs get the data without its
 test split), on the first ``tune_seeds`` seeds; at the chosen rate it then trains once per
@@ -56,7 +59,19 @@ from dltricks.lab.settings import (
     SettingError,
 )
 from dltricks.nn import MLP
-from dltricks.optim import SGD, Adadelta, Adagrad, Adam, AdamW, Lion, Momentum, RMSprop
+from dltricks.optim import (
+    SGD,
+    AdaBelief,
+    Adadelta,
+    Adagrad,
+    Adam,
+    AdamW,
+    Lion,
+    Momentum,
+    RAdam,
+    RMSprop,
+    ScheduleFreeAdamW,
+)
 from dltricks.train import TrainConfig
 
 Factory = Callable[[Iterable[nn.Parameter], float], torch.optim.Optimizer]
@@ -72,6 +87,12 @@ OPTIMIZERS: dict[str, Factory] = {
     "Adam": lambda p, lr: Adam(p, lr=lr),
     "AdamW": lambda p, lr: AdamW(p, lr=lr, weight_decay=1e-2),
     "Lion": lambda p, lr: Lion(p, lr=lr),
+    # Adam's descendants: RAdam (torch), AdaBelief (pytorch-optimizer's defaults) and
+    # Schedule-Free AdamW (schedulefree's defaults; the trainer switches it to eval mode, its
+    # averaged weights, whenever the model is evaluated).
+    "RAdam": lambda p, lr: RAdam(p, lr=lr),
+    "AdaBelief": lambda p, lr: AdaBelief(p, lr=lr),
+    "Schedule-Free": lambda p, lr: ScheduleFreeAdamW(p, lr=lr),
 }
 
 #: Half-decade grids, each spanning the optimizer's usual range by at least a decade on both
@@ -87,6 +108,10 @@ GRIDS: dict[str, tuple[float, ...]] = {
     "Adam": half_decades(1e-4, 0.316),
     "AdamW": half_decades(1e-4, 0.316),
     "Lion": half_decades(1e-5, 3.16e-2),
+    # Adam's descendants (defaults 1e-3, 1e-3, 2.5e-3) on Adam's grid: the same chance as Adam.
+    "RAdam": half_decades(1e-4, 0.316),
+    "AdaBelief": half_decades(1e-4, 0.316),
+    "Schedule-Free": half_decades(1e-4, 0.316),
 }
 
 MODEL_LABELS = {"logistic": "logistic regression", "mlp": "MLP with dropout"}
