@@ -137,8 +137,8 @@ def _pivot(
                 chosen = [r for r in members if format_value(r.get(column)) == value]
                 cells.append(_aggregate([r.get(metric) for r in chosen]) if chosen else "—")
             rows.append([*group, *cells])
-        headers = [*rest, *(f"{metric} at {column}={v}" for v in values)]
-        note = f"{metric}{spread}, by {column}; every measurement in the data files"
+        headers = [*rest, *(f"{column} {v}" for v in values)]
+        note = f"{metric}{spread}, a column per {column}; every measurement in the data files"
         return Table(headers, rows, note)
     return None
 
