@@ -2,8 +2,8 @@
 
 The text is read from the figure itself (its title, each panel's title, axis labels and
 legend entries), so it says what is drawn without any experiment writing it twice. It is stored
-in the PNG (the ``Description`` text chunk, which image viewers show too) by the code that
-saves the figure, and read back with :func:`read_description`.
+in the PNG (the ``Description`` text chunk, which image viewers show too) or the GIF (its
+comment) by the code that saves the figure, and read back with :func:`read_description`.
 """
 
 from __future__ import annotations
@@ -67,12 +67,15 @@ def describe_figure(fig: Figure) -> str:
 
 
 def read_description(path: str | Path) -> str | None:
-    """The description stored in the PNG at ``path``; None if it has none or is unreadable."""
+    """The description stored in the image at ``path`` (a PNG's ``Description`` text, a GIF's
+    comment); None if it has none or is unreadable."""
     from PIL import Image
 
     try:
         with Image.open(path) as image:
-            text = getattr(image, "text", {}).get(DESCRIPTION_KEY)
+            text = getattr(image, "text", {}).get(DESCRIPTION_KEY) or image.info.get("comment")
     except (OSError, ValueError):
         return None
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
     return str(text) if text else None

@@ -132,8 +132,6 @@ def test_page_has_every_section_loaded_images_and_no_console_errors(
     # The verdicts, the six trick sections in the lecture's order, then Sweeps when the runs
     # folder holds a sweep store.
     assert sections == ["verdicts", *LECTURE_SECTIONS, "sweeps"]
-    driver.execute_script("document.querySelectorAll('img').forEach(i => i.loading = 'eager')")
-    driver.execute_script("window.scrollTo(0, document.body.scrollHeight)")
     images = driver.execute_script(
         "return Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, "
         "i.naturalWidth, i.getAttribute('alt'), i.closest('a').getAttribute('href')])"

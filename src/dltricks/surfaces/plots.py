@@ -407,6 +407,7 @@ def animate_trajectories(
             ax.draw_artist(artist)
         rgba = np.asarray(canvas.buffer_rgba())  # type: ignore[attr-defined]
         images.append(Image.fromarray(rgba[..., :3].copy()))
+    description = "Animation, step by step. " + describe_figure(fig)
     plt.close(fig)
     # One fixed palette for every frame: the exact line and marker colours plus a grey ramp
     # for the contours. An adaptive palette merges small areas (the red optimum star) into
@@ -422,6 +423,7 @@ def animate_trajectories(
             duration=int(1000 / fps),
             loop=0,
             optimize=True,
+            comment=description.encode(),
         ),
     )
     return path

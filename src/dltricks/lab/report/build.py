@@ -149,7 +149,7 @@ def _question(experiment: Experiment) -> str:
 
 def _figure(src: Path, out_dir: Path, question: str) -> FigureView:
     name = src.stem.replace("_", " ")
-    alt = read_description(src) or f"Figure {name!r} of the experiment: {question}"
+    alt = read_description(src) or f"Figure {name!r} of the experiment that asks: {question}"
     return FigureView(src.relative_to(out_dir).as_posix(), alt, name)
 
 
@@ -195,7 +195,7 @@ def _view(
         figures=[
             _figure(figures_dir / f, out_dir, _question(experiment))
             for f in results.get("figures", [])
-            if (figures_dir / f).exists() and f.endswith(".png")
+            if (figures_dir / f).exists()
         ],
         table=results_table(results, own_table),
         setup=_setup(results),
