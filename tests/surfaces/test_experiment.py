@@ -41,6 +41,12 @@ def test_plot_functions_write_and_return_their_paths(tmp_path: Path) -> None:
     gif = animate_trajectories(surface, runs, tmp_path / "a.gif", frames=30)
     with Image.open(gif) as image:
         assert image.n_frames <= 30
+        # What it shows, for the report's alt text: the runs of its legend.
+        comment = image.info["comment"].decode()
+    assert comment.startswith("Animation, step by step. ")
+    assert all(run.label in comment for run in runs)
+    with Image.open(tmp_path / "c.png") as image:
+        assert all(run.label in image.text["Description"] for run in runs)
     check = RateCheck(10.0, "heavy ball", 0.1, 0.27, 0.52, 0.521, 0.002, 700, (350, 700))
     assert plot_theory([check], tmp_path / "t.png").exists()
     for name in ("c.png", "l.png", "a.gif", "t.png"):

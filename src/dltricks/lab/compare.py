@@ -62,7 +62,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-import matplotlib
 import numpy as np
 import torch
 from matplotlib.axes import Axes
@@ -72,6 +71,7 @@ from torch import nn
 
 from dltricks.data import SplitDataset
 from dltricks.lab.figures import save_figure
+from dltricks.palette import optimizer_colour
 from dltricks.train import Callback, EpochContext, EpochRecord, TrainConfig, fit
 
 __all__ = [
@@ -440,8 +440,8 @@ class Comparison:
     # -- figures -----------------------------------------------------------------------------
 
     def color(self, optimizer: str) -> Any:
-        cmap = matplotlib.colormaps["tab10"]
-        return cmap(self.optimizers.index(optimizer) % 10)
+        """The optimizer's colour in every figure (:mod:`dltricks.palette`)."""
+        return optimizer_colour(optimizer)
 
     def plot_curves(self, ax: Axes) -> None:
         """Training loss per epoch at the chosen rate: mean over seeds, band min..max, log y."""

@@ -11,14 +11,18 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from dltricks.lab.context import RunContext
     from dltricks.lab.settings import ExperimentConfig
+    from dltricks.lab.verdicts import Verdict
 
+#: The report's sections, in the lecture's order: first what helps a deep network train (new
+#: activations; adaptive learning rates; the error surface that momentum rolls over), then what
+#: helps it generalise (early stopping, regularization, dropout).
 TRICKS: tuple[str, ...] = (
-    "adaptive learning rate",
     "new activation functions",
+    "adaptive learning rate",
+    "error surfaces",
     "early stopping",
     "regularization",
     "dropout",
-    "error surfaces",
 )
 
 
@@ -37,6 +41,13 @@ class Experiment:
             record per setting and seed through ``ctx.unit``, and returns a summary dict.
         headline: the numeric summary entry that best tells runs with different settings
             apart (a sweep's table shows it); ``None`` lets the table pick one.
+        question: the question the experiment answers, as the report's title of it.
+        judge: ``judge(results) -> [Verdict]``: whether each claim held, decided by a stated
+            rule from the measured numbers (``results`` as in results.json: ``summary``,
+            ``records``, ``config``); the runner stores them as ``results["verdicts"]``.
+        table: ``table(results) -> {"headers": [...], "rows": [...], "note": ...}``: the
+            report's compact table (at most 15 rows); ``None``: the report summarises the
+            records over seeds.
     """
 
     name: str
@@ -46,6 +57,9 @@ class Experiment:
     configure: Callable[[bool], ExperimentConfig]
     run: Callable[[RunContext], dict[str, Any]]
     headline: str | None = None
+    question: str = ""
+    judge: Callable[[dict[str, Any]], list[Verdict]] | None = None
+    table: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.tricks if t not in TRICKS]

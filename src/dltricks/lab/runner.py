@@ -20,6 +20,7 @@ from dltricks.lab.context import ProgressSink, RunContext, SilentProgress
 from dltricks.lab.registry import get_experiment
 from dltricks.lab.results import config_hash, read_json, write_json
 from dltricks.lab.settings import SEEDS, ExperimentConfig, SettingError
+from dltricks.lab.verdicts import check_verdicts
 
 RESULTS_FILE = "results.json"
 RUN_FILE = "run.json"
@@ -136,6 +137,8 @@ def cached_results(out_dir: Path, config: dict[str, Any]) -> dict[str, Any] | No
     results = read_json(path)
     if results.get("config_hash") != config_hash(config):
         return None
+    if "verdicts" not in results:
+        return None  # made before experiments judged their claims: run again to judge them
     return results
 
 
@@ -223,6 +226,9 @@ def run_experiment(
             "figures": figures,
             "dltricks_version": __version__,
         }
+        results["verdicts"] = (
+            check_verdicts(experiment.judge(results)) if experiment.judge is not None else []
+        )
         results_path = out_dir / RESULTS_FILE
         write_json(results_path, results)
         seconds = time.perf_counter() - start

@@ -26,6 +26,8 @@ from matplotlib.patches import Circle
 from PIL import Image
 
 from dltricks.data.safe_io import atomic_write_from
+from dltricks.figure_text import DESCRIPTION_KEY, describe_figure
+from dltricks.palette import OPTIMIZER_COLOURS, optimizer_colour
 from dltricks.surfaces.functions import Surface
 from dltricks.surfaces.runner import Trajectory
 from dltricks.surfaces.theory import RateCheck, theoretical_rate
@@ -39,6 +41,13 @@ __all__ = [
 ]
 
 _COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
+
+
+def _colour(label: str, i: int) -> str:
+    """An optimizer's colour of every figure (the label starts with its name, as "Adam (lr
+    0.1)"); other runs (gradient descent against momentum...) take the i-th of ``_COLORS``."""
+    name = label.split(" (")[0].split(",")[0].strip() or "?"
+    return optimizer_colour(name, default=_COLORS[i % len(_COLORS)])
 
 
 @dataclass(frozen=True)
@@ -193,7 +202,12 @@ def _save(fig: Figure, path: Path) -> Path:
         atomic_write_from(
             path,
             lambda stream: fig.savefig(
-                stream, format="png", dpi=110, bbox_inches="tight", pad_inches=0.15
+                stream,
+                format="png",
+                dpi=110,
+                bbox_inches="tight",
+                pad_inches=0.15,
+                metadata={DESCRIPTION_KEY: describe_figure(fig)},
             ),
         )
     finally:
@@ -226,7 +240,7 @@ def plot_contour(
             pts[:, 0],
             pts[:, 1],
             "-",
-            color=_COLORS[i % len(_COLORS)],
+            color=_colour(run.label, i),
             lw=1.6,
             marker=".",
             markersize=2.5,
@@ -266,7 +280,7 @@ def plot_loss_curves(
         tr = run.trajectory
         steps = np.arange(len(tr.losses))
         label = run.label + (f" (diverged at step {tr.diverged_at})" if tr.diverged else "")
-        color = _COLORS[i % len(_COLORS)]
+        color = _colour(run.label, i)
         if f_star is None:
             ax.plot(steps, tr.losses, color=color, label=label)
         else:
@@ -299,7 +313,7 @@ def _background_image(surface: Surface, width_px: int, height_px: int) -> np.nda
 
 
 def _gif_palette() -> Image.Image:
-    named = [*_COLORS, "red", "magenta", "gold", "white", "black"]
+    named = [*_COLORS, *OPTIMIZER_COLOURS.values(), "red", "magenta", "gold", "white", "black"]
     rgb = [tuple(round(255 * c) for c in to_rgb(name)) for name in named]
     greys = [(v, v, v) for v in np.linspace(0, 255, 256 - len(rgb)).round().astype(int)]
     flat = [int(c) for colour in (*rgb, *greys) for c in colour]
@@ -346,7 +360,7 @@ def animate_trajectories(
     lines = []
     heads = []
     for i, run in enumerate(runs):
-        color = _COLORS[i % len(_COLORS)]
+        color = _colour(run.label, i)
         (line,) = ax.plot([], [], "-", color=color, lw=1.6, label=run.label)
         (head,) = ax.plot([], [], "o", color=color, markersize=7, markeredgecolor="white")
         lines.append(line)
@@ -393,6 +407,7 @@ def animate_trajectories(
             ax.draw_artist(artist)
         rgba = np.asarray(canvas.buffer_rgba())  # type: ignore[attr-defined]
         images.append(Image.fromarray(rgba[..., :3].copy()))
+    description = "Animation, step by step. " + describe_figure(fig)
     plt.close(fig)
     # One fixed palette for every frame: the exact line and marker colours plus a grey ramp
     # for the contours. An adaptive palette merges small areas (the red optimum star) into
@@ -408,6 +423,7 @@ def animate_trajectories(
             duration=int(1000 / fps),
             loop=0,
             optimize=True,
+            comment=description.encode(),
         ),
     )
     return path

@@ -47,7 +47,9 @@ from dltricks.lab.settings import (
 )
 from dltricks.lab.stats import finite_mean
 from dltricks.lab.training import divergence, make_optimizer
+from dltricks.lab.verdicts import Verdict, finite, judged
 from dltricks.nn import MLP
+from dltricks.palette import activation_colour
 from dltricks.train import Callback, EpochContext, TrainConfig, fit
 
 ZOO: tuple[str, ...] = (
@@ -214,9 +216,11 @@ def _plot_accuracy(ctx: RunContext, records: list[dict[str, Any]], chance: float
         ]
         diverged = _diverged(rows)
         label = f"{name} ({diverged} diverged)" if diverged else name
-        # Ten colours in the cycle: dash the lines of an eleventh activation onward.
+        # Past ten lines colours get hard to tell apart: dash the eleventh onward.
         style = "--" if i >= 10 else "-"
-        ax_curve.plot(range(1, length + 1), curve, style, color=f"C{i % 10}", label=label)
+        ax_curve.plot(
+            range(1, length + 1), curve, style, color=activation_colour(name), label=label
+        )
     ax_curve.axhline(chance, color="grey", linestyle=":")
     ax_curve.set_xlabel("epoch")
     ax_curve.set_ylabel("training accuracy (mean over seeds)")
@@ -350,9 +354,63 @@ def run(ctx: RunContext) -> dict[str, Any]:
     return summary
 
 
+#: Rules of :func:`judge`: "does not train" is a mean training accuracy below chance + 15
+#: points; "trains" is one of at least 90%; a learned slope has moved more than 0.05 from 0.25.
+NO_TRAINING_MARGIN = 0.15
+TRAINS = 0.9
+SLOPE_MOVED = 0.05
+NOT_IN_CLAIM = ("sigmoid", "tanh", "identity")
+
+
+def judge(results: dict[str, Any]) -> list[Verdict]:
+    """Rules: sigmoid "does not train" when its mean training accuracy is below chance + 15
+    points; every other activation of the claim "trains" when its mean training accuracy is at
+    least 90%; PReLU "learns its slopes" when a layer's mean slope ends more than 0.05 from its
+    initial 0.25."""
+    summary = results["summary"]
+    per = summary["per_activation"]
+    chance = summary["chance_accuracy"]
+    verdicts = []
+    if "sigmoid" in per:
+        acc = per["sigmoid"]["train_accuracy"]
+        verdicts.append(
+            judged(
+                "A 10-layer sigmoid network does not train.",
+                {"sigmoid": finite(acc) and acc < chance + NO_TRAINING_MARGIN},
+                rule=f"mean training accuracy below chance + {NO_TRAINING_MARGIN:.0%}",
+                measured=f"sigmoid's training accuracy {acc:.2f} (chance {chance:.2f})",
+            )
+        )
+    others = {a: s["train_accuracy"] for a, s in per.items() if a not in NOT_IN_CLAIM}
+    if others:
+        lowest = min(others, key=lambda a: others[a] if finite(others[a]) else -1.0)
+        verdicts.append(
+            judged(
+                "The ReLU family, SELU, GELU, SiLU and Maxout train a 10-layer network.",
+                {a: finite(v) and v >= TRAINS for a, v in others.items()},
+                rule=f"mean training accuracy of at least {TRAINS:.0%}",
+                measured=f"lowest training accuracy among them: {lowest} {others[lowest]:.3f}",
+            )
+        )
+    slopes = summary.get("prelu_layer_slopes")
+    if slopes:
+        moved = max(abs(s - 0.25) for s in slopes)
+        verdicts.append(
+            judged(
+                "PReLU learns its own negative slopes.",
+                {"prelu": moved > SLOPE_MOVED},
+                rule=f"a layer's mean slope ends more than {SLOPE_MOVED} from its initial 0.25",
+                measured=f"layer slopes end between {min(slopes):.2f} and {max(slopes):.2f}",
+            )
+        )
+    return verdicts
+
+
 EXPERIMENT = register(
     Experiment(
         name="activations",
+        question="Which activation functions train a 10-layer network?",
+        judge=judge,
         claim="At depth 10 sigmoid does not train while the ReLU family, SELU, GELU, SiLU and "
         "Maxout do; PReLU learns its own negative slopes.",
         source="Hung-yi Lee, Tips for Training DNN (new activation functions); He et al. 2015; "

@@ -46,7 +46,9 @@ from dltricks.lab.settings import (
     SettingError,
     Text,
 )
+from dltricks.lab.verdicts import Verdict, judged
 from dltricks.optim import Adam
+from dltricks.palette import optimizer_colour
 
 OPTIMIZERS = ("Adam", "AMSGrad")
 SCHEDULES = ("inverse_sqrt", "constant")
@@ -186,7 +188,6 @@ def _plot(ctx: RunContext, records: list[dict[str, Any]]) -> None:
     cfg = ctx.config
     variants = cfg["variants"]
     fig, axes = plt.subplots(len(variants), 2, figsize=(12, 3.6 * len(variants)), squeeze=False)
-    colors = {"Adam": "tab:red", "AMSGrad": "tab:blue"}
     styles = {"inverse_sqrt": "-", "constant": "--"}
     for row, variant in zip(axes, variants, strict=True):
         for r in records:
@@ -196,7 +197,7 @@ def _plot(ctx: RunContext, records: list[dict[str, Any]]) -> None:
                 f"eta={r['lr']}/sqrt(t)" if r["schedule"] == "inverse_sqrt" else f"eta={r['lr']}"
             )
             label = f"{r['optimizer']}, {lr_text}"
-            kwargs = {"color": colors[r["optimizer"]], "linestyle": styles[r["schedule"]]}
+            kwargs = {"color": optimizer_colour(r["optimizer"]), "linestyle": styles[r["schedule"]]}
             row[0].plot(r["trajectory_steps"], r["trajectory"], label=label, **kwargs)
             row[1].plot(r["trajectory_steps"][1:], r["average_regret_curve"], label=label, **kwargs)
         row[0].axhline(-1.0, color="grey", linestyle=":", label="optimum x = -1")
@@ -265,9 +266,26 @@ def run(ctx: RunContext) -> dict[str, Any]:
     }
 
 
+def judge(results: dict[str, Any]) -> list[Verdict]:
+    """Rule, in each (variant, schedule) setting: Adam ends on the wrong side (x > 0) and
+    AMSGrad on the optimum's side (x < 0)."""
+    reproduced = results["summary"]["reproduced"]
+    return [
+        judged(
+            "On Reddi et al.'s counterexample Adam converges to the worst point x = +1 while "
+            "AMSGrad converges to the optimum x = -1.",
+            dict(reproduced),
+            rule="in each setting Adam's final x > 0 and AMSGrad's final x < 0",
+            measured=f"{sum(reproduced.values())} of {len(reproduced)} settings",
+        )
+    ]
+
+
 EXPERIMENT = register(
     Experiment(
         name="amsgrad",
+        question="Can Adam converge to the worst point of a convex problem?",
+        judge=judge,
         claim="On Reddi et al.'s online convex counterexample Adam converges to the worst point "
         "x = +1 while AMSGrad converges to the optimum x = -1.",
         source="Reddi, Kale & Kumar 2018, On the Convergence of Adam and Beyond (theorem 1, "

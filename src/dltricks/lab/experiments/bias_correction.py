@@ -42,6 +42,7 @@ from dltricks.lab.settings import (
     Int,
     ListOf,
 )
+from dltricks.lab.verdicts import Verdict, finite, judged
 from dltricks.optim import Adam, ChainOptimizer, chain, ratio
 from dltricks.optim.blocks import ema, ema_of_squares, root, scale_by_learning_rate
 
@@ -223,9 +224,49 @@ def run(ctx: RunContext) -> dict[str, Any]:
     }
 
 
+#: Tolerances of :func:`judge`: the formula's first step within 5%; "about eta" within 10%.
+FORMULA_TOLERANCE = 0.05
+ABOUT_ETA = 0.1
+
+
+def judge(results: dict[str, Any]) -> list[Verdict]:
+    """Rules, on the first gradient problem: uncorrected, the first step is within 5% of
+    ``eta (1 - beta1) / sqrt(1 - beta2)`` for every beta2; corrected, within 10% of eta."""
+    s = results["summary"]
+    problem = results["config"]["config"]["problems"][0]
+    first, formula = s["first_step_over_lr_uncorrected"], s["formula_over_lr"]
+    corrected = {
+        str(r["beta2"]): r["first_step_over_lr"]
+        for r in results["records"]
+        if r["bias_correction"] and r["problem"] == problem
+    }
+    return [
+        judged(
+            "Without bias correction Adam's first step is eta (1 - beta1) / sqrt(1 - beta2), "
+            "up to 10 eta.",
+            {
+                f"beta2={b}": finite(first[b])
+                and abs(first[b] / formula[b] - 1) <= FORMULA_TOLERANCE
+                for b in first
+            },
+            rule=f"first step within {FORMULA_TOLERANCE:.0%} of the formula for every beta2",
+            measured="first steps "
+            + ", ".join(f"{first[b]:.3g} eta (formula {formula[b]:.3g})" for b in first),
+        ),
+        judged(
+            "With bias correction the first step is about eta.",
+            {f"beta2={b}": finite(v) and abs(v - 1) <= ABOUT_ETA for b, v in corrected.items()},
+            rule=f"first corrected step within {ABOUT_ETA:.0%} of eta for every beta2",
+            measured="first steps " + ", ".join(f"{v:.3g} eta" for v in corrected.values()),
+        ),
+    ]
+
+
 EXPERIMENT = register(
     Experiment(
         name="bias-correction",
+        question="Why does Adam correct the bias of its moving averages?",
+        judge=judge,
         claim="Without bias correction Adam's first step is eta (1 - beta1) / sqrt(1 - beta2), "
         "up to 10 eta for beta2 = 0.9999; with it the first step is about eta.",
         source="Kingma & Ba 2015, section 3 (initialization bias correction)",

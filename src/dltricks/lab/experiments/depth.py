@@ -37,7 +37,9 @@ from dltricks.lab.settings import (
     ListOf,
 )
 from dltricks.lab.training import divergence, make_optimizer
+from dltricks.lab.verdicts import Verdict, judged
 from dltricks.nn import MLP
+from dltricks.palette import activation_colour
 from dltricks.train import TrainConfig, fit
 
 CHANCE_MARGIN = 0.15
@@ -133,9 +135,10 @@ def _plot(ctx: RunContext, records: list[dict[str, Any]], chance: float) -> None
     ):
         for activation in cfg["activations"]:
             depths, means = _mean_by_depth(records, activation, key)
-            ax.plot(depths, means, marker="o", label=activation)
+            colour = activation_colour(activation)
+            ax.plot(depths, means, marker="o", color=colour, label=activation)
             points = [(r["depth"], r[key]) for r in records if r["activation"] == activation]
-            ax.scatter(*zip(*points, strict=True), s=8, alpha=0.35)
+            ax.scatter(*zip(*points, strict=True), s=8, alpha=0.35, color=colour)
         ax.axhline(chance, color="grey", linestyle=":", label="chance")
         ax.set_xlabel("hidden layers (depth)")
         ax.set_title(title)
@@ -188,9 +191,49 @@ def run(ctx: RunContext) -> dict[str, Any]:
     }
 
 
+def judge(results: dict[str, Any]) -> list[Verdict]:
+    """Rule: an activation "stops learning" at the first depth whose mean training accuracy
+    over seeds is below chance + 15 points (``collapse_depth``); it "keeps training" if no
+    depth tried is."""
+    summary = results["summary"]
+    collapse = summary["collapse_depth"]
+    threshold = summary["collapse_threshold"]
+    deepest = max(results["config"]["config"]["depths"])
+    rule = (
+        f"an activation stops learning at the first depth whose mean training accuracy is "
+        f"below chance + {CHANCE_MARGIN:.0%} ({threshold:.0%})"
+    )
+    verdicts = []
+    if "sigmoid" in collapse:
+        depth = collapse["sigmoid"]
+        verdicts.append(
+            judged(
+                "A sigmoid network stops learning as layers are added.",
+                {"sigmoid": depth is not None},
+                rule=rule,
+                measured=f"sigmoid falls below {threshold:.0%} training accuracy at depth {depth}"
+                if depth is not None
+                else f"sigmoid stays above {threshold:.0%} up to depth {deepest}",
+            )
+        )
+    others = {a: d is None for a, d in collapse.items() if a in ("relu", "selu")}
+    if others:
+        verdicts.append(
+            judged(
+                "ReLU and SELU networks keep training at every depth.",
+                others,
+                rule=rule,
+                measured=f"{' and '.join(others)} stay above {threshold:.0%} up to depth {deepest}",
+            )
+        )
+    return verdicts
+
+
 EXPERIMENT = register(
     Experiment(
         name="depth",
+        question="Is a deeper network a better one?",
+        judge=judge,
         claim="Deeper is not better: sigmoid nets stop learning as depth grows; ReLU and SELU "
         "keep training.",
         source="Hung-yi Lee, Tips for Training DNN (MNIST demo); Glorot & Bengio 2010",

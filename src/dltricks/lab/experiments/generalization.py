@@ -61,6 +61,7 @@ from dltricks.lab.settings import (
 )
 from dltricks.lab.stats import mean
 from dltricks.lab.training import divergence
+from dltricks.lab.verdicts import Verdict, judged
 from dltricks.nn import MLP, param_groups_no_decay
 from dltricks.optim import Adam, AdamW
 from dltricks.train import EarlyStopping, TrainConfig, fit
@@ -354,9 +355,85 @@ def _all_plain_diverged(
     }
 
 
+#: "Well before the end": the validation minimum falls in the first 75% of the epochs.
+EARLY_SHARE = 0.75
+
+
+def judge(results: dict[str, Any]) -> list[Verdict]:
+    """Rules: a trick "raises test accuracy" when its mean test accuracy over seeds is above
+    the plain MLP's; dropout "lowers training accuracy" when its mean training accuracy is
+    below plain's; the validation minimum is "well before the end" when every plain seed's
+    lowest validation loss is in the first 75% of the epochs."""
+    s = results["summary"]
+    epochs = results["config"]["config"]["epochs"]
+    gain = s.get("test_gain_over_plain", {})
+    train = s.get("mean_train_accuracy", {})
+    raises = "mean test accuracy over seeds above the plain MLP's"
+
+    def gains(tricks: tuple[str, ...]) -> str:
+        shown = [f"{t} {gain[t]:+.3f}" for t in tricks if t in gain]
+        return "test accuracy against plain: " + ", ".join(shown) if shown else "no baseline"
+
+    best = s.get("plain_best_epochs", [])
+    last = math.floor(EARLY_SHARE * epochs)
+    verdicts = [
+        judged(
+            "The validation loss has its minimum well before the end of training.",
+            {f"seed {i}": e <= last for i, e in enumerate(best)},
+            rule=f"every plain seed's lowest validation loss is at epoch {last} of {epochs} or "
+            "earlier",
+            measured=f"minimum at epochs {min(best)}-{max(best)} of {epochs}" if best else "",
+            trick="early stopping",
+        )
+    ]
+    if "early_stopping" in gain or not gain:
+        verdicts.append(
+            judged(
+                "Early stopping raises the test accuracy of an over-fitting network.",
+                {"early stopping": gain["early_stopping"] > 0} if gain else {},
+                rule=raises,
+                measured=gains(("early_stopping",)),
+                trick="early stopping",
+            )
+        )
+    regularizers = tuple(t for t in ("l2", "l1", "weight_decay") if t in gain)
+    if regularizers or not gain:
+        verdicts.append(
+            judged(
+                "Regularization (L2, L1, decoupled weight decay) raises test accuracy.",
+                {t: gain[t] > 0 for t in regularizers},
+                rule=raises,
+                measured=gains(regularizers),
+                trick="regularization",
+            )
+        )
+    if "dropout" in gain or not gain:
+        checks = {}
+        if gain:
+            checks = {
+                "lower training accuracy": train["dropout"] < train[PLAIN],
+                "higher test accuracy": gain["dropout"] > 0,
+            }
+        verdicts.append(
+            judged(
+                "Dropout lowers training accuracy and raises test accuracy.",
+                checks,
+                rule=f"{raises}; mean training accuracy below plain's",
+                measured=f"training accuracy {train['dropout']:.3f} vs plain {train[PLAIN]:.3f}, "
+                + gains(("dropout",))
+                if gain
+                else "no baseline",
+                trick="dropout",
+            )
+        )
+    return verdicts
+
+
 EXPERIMENT = register(
     Experiment(
         name="generalization",
+        question="What helps a network that over-fits?",
+        judge=judge,
         claim="Early stopping, regularization and dropout raise test accuracy of an "
         "over-fitting network; dropout lowers training accuracy; the validation loss has its "
         "minimum well before the end of training.",

@@ -49,7 +49,9 @@ from dltricks.lab.settings import (
 )
 from dltricks.lab.stats import finite_mean
 from dltricks.lab.training import divergence, make_optimizer
+from dltricks.lab.verdicts import Verdict, judged
 from dltricks.nn import MLP
+from dltricks.palette import activation_colour
 from dltricks.train import TrainConfig, fit
 
 # A run whose training loss stays above this share of chance-level loss ln(C) has stalled.
@@ -144,6 +146,11 @@ def _label(activation: str, init: str) -> str:
     return f"{activation} + {init}"
 
 
+def _style(activation: str, init: str) -> dict[str, str]:
+    """The activation's colour (as in every figure); a dashed line for Xavier init."""
+    return {"color": activation_colour(activation), "linestyle": "--" if init == "xavier" else "-"}
+
+
 def _select(
     records: list[dict[str, Any]], activation: str, init: str, depth: int
 ) -> list[dict[str, Any]]:
@@ -160,18 +167,29 @@ def _plot_training(ctx: RunContext, records: list[dict[str, Any]], chance_loss: 
     fig = Figure(figsize=(5.2 * len(depths), 7.4))
     axes = fig.subplots(2, len(depths), sharex=True, squeeze=False)
     for col, depth in enumerate(depths):
-        for i, (activation, init) in enumerate(cfg["settings"]):
+        for activation, init in cfg["settings"]:
             rows = _select(records, activation, init, depth)
             for row_ax, key in ((0, "curve_train_loss"), (1, "curve_train_accuracy")):
                 ax = axes[row_ax][col]
                 for r in rows:
-                    ax.plot(range(1, len(r[key]) + 1), r[key], color=f"C{i}", alpha=0.3, lw=0.8)
+                    ax.plot(
+                        range(1, len(r[key]) + 1),
+                        r[key],
+                        **_style(activation, init),
+                        alpha=0.3,
+                        lw=0.8,
+                    )
                 # A diverged run stops early: average the seeds still running.
                 length = max(len(r[key]) for r in rows)
                 mean = [
                     finite_mean([r[key][e] for r in rows if e < len(r[key])]) for e in range(length)
                 ]
-                ax.plot(range(1, length + 1), mean, color=f"C{i}", label=_label(activation, init))
+                ax.plot(
+                    range(1, length + 1),
+                    mean,
+                    **_style(activation, init),
+                    label=_label(activation, init),
+                )
         axes[0][col].axhline(chance_loss, color="grey", linestyle=":", label="chance (ln C)")
         axes[0][col].set_yscale("log")
         axes[0][col].set_title(f"{depth} hidden layers")
@@ -197,7 +215,7 @@ def _plot_signal(ctx: RunContext, records: list[dict[str, Any]]) -> None:
     fig = Figure(figsize=(5.2 * len(depths), 4.0))
     axes = fig.subplots(1, len(depths), squeeze=False)[0]
     for ax, depth in zip(axes, depths, strict=True):
-        for i, (activation, init) in enumerate(cfg["settings"]):
+        for activation, init in cfg["settings"]:
             rows = _select(records, activation, init, depth)
             rms = [
                 math.exp(finite_mean([math.log(r["init_signal_rms"][j]) for r in rows]))
@@ -207,7 +225,7 @@ def _plot_signal(ctx: RunContext, records: list[dict[str, Any]]) -> None:
                 range(1, depth + 1),
                 rms,
                 marker=".",
-                color=f"C{i}",
+                **_style(activation, init),
                 label=_label(activation, init),
             )
         anchor = _select(records, "relu", "xavier", depth)
@@ -293,9 +311,52 @@ def run(ctx: RunContext) -> dict[str, Any]:
     }
 
 
+def judge(results: dict[str, Any]) -> list[Verdict]:
+    """Rule: a setting "stalls" at a depth when every seed's final training loss is above 95%
+    of chance (``ln C``); it "trains" when no seed's is."""
+    outcome = results["summary"]["outcome"]
+    cfg = results["config"]["config"]
+    rule = f"stalled: final training loss above {STALL_SHARE:.0%} of chance (ln C)"
+
+    def checks(activation: str, init: str, want_stalled: bool) -> dict[str, bool]:
+        out = {}
+        for depth in cfg["depths"]:
+            s = outcome.get(f"{_label(activation, init)} @ {depth}")
+            if s is not None:
+                stalled_all, none = s["stalled_seeds"] == s["seeds"], s["stalled_seeds"] == 0
+                out[f"depth {depth}"] = stalled_all if want_stalled else none
+        return out
+
+    def counts(activation: str, init: str) -> str:
+        return ", ".join(
+            f"depth {d}: {s['stalled_seeds']}/{s['seeds']} seeds stalled"
+            for d in cfg["depths"]
+            if (s := outcome.get(f"{_label(activation, init)} @ {d}")) is not None
+        )
+
+    settings = [tuple(s) for s in cfg["settings"]]
+    claims = (
+        (("relu", "xavier"), True, "A deep ReLU net with Xavier init stalls."),
+        (("relu", "he"), False, "A deep ReLU net with He init trains."),
+        (("selu", "lecun"), False, "A deep SELU net with LeCun init trains."),
+    )
+    return [
+        judged(
+            claim,
+            checks(*setting, want_stalled),
+            rule=rule,
+            measured=f"{_label(*setting)}: {counts(*setting)}",
+        )
+        for setting, want_stalled, claim in claims
+        if setting in settings
+    ]
+
+
 EXPERIMENT = register(
     Experiment(
         name="init",
+        question="Does a 30-layer ReLU net train whatever its initialisation?",
+        judge=judge,
         claim="At depth 16-32 a ReLU net with Xavier init stalls while He init (and SELU with "
         "LeCun init) trains.",
         source="He et al. 2015, Delving Deep into Rectifiers (fig. 3); Klambauer et al. 2017; "

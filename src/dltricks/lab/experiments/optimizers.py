@@ -58,6 +58,7 @@ from dltricks.lab.settings import (
     MapOf,
     SettingError,
 )
+from dltricks.lab.verdicts import Verdict, finite, judged
 from dltricks.nn import MLP
 from dltricks.optim import (
     SGD,
@@ -422,9 +423,87 @@ def run(ctx: RunContext) -> dict[str, Any]:
     }
 
 
+def judge(results: dict[str, Any]) -> list[Verdict]:
+    """Rules, per model: Adam "trains fastest" when its mean final training loss at its tuned
+    rate is the lowest; its test accuracy "matches the best" when its mean is within one std
+    (over seeds) of the best's; it is "robust to its learning rate" when its lr width (decades
+    within 10% of its best validation loss) is at least the median width of all optimizers."""
+    models = {k: s for k, s in results["summary"]["models"].items() if "Adam" in s["val_loss"]}
+    if not models:
+        return []
+    labels = {k: MODEL_LABELS.get(k, k) for k in models}
+
+    def robust(s: dict[str, Any]) -> bool:
+        widths = sorted(w for w in s["lr_width_decades"].values() if finite(w))
+        adam = s["lr_width_decades"]["Adam"]
+        return bool(widths) and finite(adam) and adam >= widths[(len(widths) - 1) // 2]
+
+    def ranks(key: str) -> str:
+        return ", ".join(
+            f"{labels[k]}: {s.get(key)}/{len(s['val_loss'])}" for k, s in models.items()
+        )
+
+    return [
+        judged(
+            "With every learning rate tuned, Adam reaches the lowest training loss.",
+            {labels[k]: s.get("adam_rank_train_loss") == 1 for k, s in models.items()},
+            rule="Adam's mean final training loss at its tuned lr is the lowest, per model",
+            measured=f"Adam's rank by training loss: {ranks('adam_rank_train_loss')}",
+        ),
+        judged(
+            "With every learning rate tuned, Adam's test accuracy is the best.",
+            {labels[k]: "Adam" in s.get("tied_with_best_test", []) for k, s in models.items()},
+            rule="Adam's mean test accuracy is within one std (over seeds) of the best's",
+            measured=f"Adam's rank by test accuracy: {ranks('adam_rank_test_accuracy')}",
+        ),
+        judged(
+            "Adam is robust to its learning rate.",
+            {labels[k]: robust(s) for k, s in models.items()},
+            rule="Adam's lr width (decades within 10% of its best validation loss) is at least "
+            "the median of all optimizers'",
+            measured="Adam's lr width: "
+            + ", ".join(
+                f"{labels[k]} {s['lr_width_decades']['Adam']:.1f}" for k, s in models.items()
+            ),
+        ),
+    ]
+
+
+def summary_table(results: dict[str, Any]) -> dict[str, Any]:
+    """One row per optimizer: per model its tuned lr, training loss, test accuracy, lr width."""
+    models = results["summary"]["models"]
+    names = list(results["config"]["config"]["optimizers"])
+    headers = ["optimizer"]
+    for kind in models:
+        label = MODEL_LABELS.get(kind, kind)
+        headers += [f"{label}: tuned lr", "train loss", "test accuracy", "lr width"]
+    rows = []
+    for name in names:
+        row: list[Any] = [name]
+        for s in models.values():
+            test = s["test_accuracy"].get(name, [None, None])
+            row += [
+                s["chosen_lr"].get(name),
+                s["final_train_loss"].get(name, [None])[0],
+                f"{test[0]:.3f} ± {test[1]:.3f}" if finite(test[0]) and finite(test[1]) else "—",
+                s["lr_width_decades"].get(name),
+            ]
+        rows.append(row)
+    seeds = len(results["config"]["seeds"])
+    return {
+        "headers": headers,
+        "rows": rows,
+        "note": f"at each optimizer's tuned lr, mean over {seeds} seeds (test accuracy ± sd); "
+        "lr width: decades of lr within 10% of the best validation loss",
+    }
+
+
 EXPERIMENT = register(
     Experiment(
         name="optimizers",
+        question="Which optimizer wins once every learning rate is tuned fairly?",
+        judge=judge,
+        table=summary_table,
         claim="With every learning rate tuned on validation data, Adam trains fastest "
         "(Kingma & Ba 2015) and is robust to its learning rate; small-scale runs may differ.",
         source="Kingma & Ba 2015, section 6 (logistic regression and MLP with dropout on "

@@ -52,6 +52,7 @@ from dltricks.lab.settings import (
 )
 from dltricks.lab.stats import finite_mean
 from dltricks.lab.training import divergence, make_optimizer
+from dltricks.lab.verdicts import Verdict, judged
 from dltricks.nn import MLP
 from dltricks.train import Callback, StepContext, TrainConfig, fit
 
@@ -298,9 +299,40 @@ def run(ctx: RunContext) -> dict[str, Any]:
     }
 
 
+#: The lower layers' means "stay around 0.5" when none goes below this.
+LOWER_FLOOR = 0.4
+
+
+def judge(results: dict[str, Any]) -> list[Verdict]:
+    """Rule, for the standard init (``torch``, else the first init run): the top layer
+    "saturates toward 0" when its mean activation falls to half its initial value or less; the
+    lower layers "stay around 0.5" when none of their means goes below 0.4."""
+    per_init = results["summary"]["per_init"]
+    init = "torch" if "torch" in per_init else next(iter(per_init))
+    s = per_init[init]
+    checks = {
+        "top layer halves": s["top_halved_epoch"] is not None,
+        "lower layers stay >= 0.4": s["lower_layers_min_mean"] >= LOWER_FLOOR,
+    }
+    return [
+        judged(
+            "With the standard init the top hidden layer of a deep sigmoid net saturates toward "
+            "0 early in training while the lower layers stay around 0.5.",
+            checks,
+            rule="top layer's mean falls to half its initial value or less; no lower layer's "
+            f"mean goes below {LOWER_FLOOR}",
+            measured=f"{INIT_NAMES.get(init, init)} init: top mean {s['top_initial_mean']:.2f} "
+            f"-> lowest {s['top_min_mean']:.3f} (epoch {s['top_min_epoch']:.1f}); lower layers "
+            f"between {s['lower_layers_min_mean']:.2f} and {s['lower_layers_max_mean']:.2f}",
+        )
+    ]
+
+
 EXPERIMENT = register(
     Experiment(
         name="saturation",
+        question="Where do a deep sigmoid net's activations go as it trains?",
+        judge=judge,
         claim="In a deep sigmoid net with the standard init the top hidden layer saturates "
         "toward 0 early in training while lower layers stay around 0.5.",
         source="Glorot & Bengio 2010, Understanding the difficulty of training deep "

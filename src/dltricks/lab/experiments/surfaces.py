@@ -15,6 +15,7 @@ the seed is recorded but nothing is random.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
 
@@ -28,6 +29,7 @@ from dltricks.lab.settings import (
     Float,
     ListOf,
 )
+from dltricks.lab.verdicts import Verdict, judged
 from dltricks.surfaces.experiment import (
     SURFACES_IN_EXPERIMENT,
     THEORY_KAPPAS,
@@ -119,9 +121,109 @@ def _summary(
     }
 
 
+#: Goh's rate counts as met when the measured rate is within 5% of it.
+RATE_TOLERANCE = 0.05
+
+
+def _steps(value: Any) -> float:
+    """Steps to an event; never (None) is infinitely many."""
+    return float(value) if value is not None else math.inf
+
+
+def judge(results: dict[str, Any]) -> list[Verdict]:
+    """Rules: on each quadratic (condition number kappa) heavy ball's measured rate is within
+    5% of Goh's and below gradient descent's measured rate; in each escape demonstration
+    momentum leaves the saddle in fewer steps (never: infinitely many), or ends in the global
+    minimum while gradient descent does not; on each surface where any run reaches tolerance,
+    the faster of Momentum and Nesterov (tuned) needs fewer steps than tuned SGD."""
+    s = results["summary"]
+    verdicts = []
+    theory = s["theory"]
+    kappas = sorted({c["kappa"] for c in theory})
+    rate_checks = {}
+    for kappa in kappas:
+        by = {c["method"]: c for c in theory if c["kappa"] == kappa}
+        hb, gd = by.get("heavy ball"), by.get("gradient descent")
+        if hb is not None and gd is not None:
+            rate_checks[f"kappa {kappa:g}"] = (
+                hb["relative_error"] <= RATE_TOLERANCE and hb["measured_rate"] < gd["measured_rate"]
+            )
+    if rate_checks:
+        worst = s["theory_worst_relative_error"].get("heavy ball", math.nan)
+        verdicts.append(
+            judged(
+                "On an ill-conditioned quadratic heavy-ball momentum converges at Goh's rate "
+                "(sqrt(kappa) - 1)/(sqrt(kappa) + 1), faster than gradient descent.",
+                rate_checks,
+                rule=f"heavy ball's measured rate within {RATE_TOLERANCE:.0%} of theory and "
+                "below gradient descent's, for each kappa",
+                measured=f"heavy ball within {worst:.2%} of theory at kappa "
+                + ", ".join(f"{k:g}" for k in kappas),
+            )
+        )
+    escape_checks = {}
+    for demo in s["demonstrations"]:
+        if demo["momentum"] == 0:
+            continue
+        twin = next(
+            (
+                d
+                for d in s["demonstrations"]
+                if d["momentum"] == 0
+                and d["surface"] == demo["surface"]
+                and d["start"] == demo["start"]
+            ),
+            None,
+        )
+        if twin is None:
+            continue
+        where = f"{demo['surface']} from ({demo['start'][0]:g}, {demo['start'][1]:g})"
+        if demo["surface"] == "saddle":
+            escape_checks[where] = _steps(demo["steps_to_leave_saddle"]) < _steps(
+                twin["steps_to_leave_saddle"]
+            )
+        else:
+            escape_checks[where] = demo["reached"] == "global" != twin["reached"]
+    if escape_checks:
+        verdicts.append(
+            judged(
+                "Momentum carries a descent off a saddle point and out of a shallow local "
+                "minimum where gradient descent at the same learning rate stays.",
+                escape_checks,
+                rule="same lr and start: momentum leaves the saddle in fewer steps, or ends in "
+                "the global minimum while gradient descent does not",
+                measured=f"{sum(escape_checks.values())} of {len(escape_checks)} demonstrations",
+            )
+        )
+    faster = {}
+    for surface in sorted({r["surface"] for r in results["records"]}):
+        steps = {
+            r["optimizer"]: _steps(r.get("steps_to_tolerance"))
+            for r in results["records"]
+            if r["surface"] == surface
+        }
+        heavy = min(steps.get("Momentum", math.inf), steps.get("Nesterov", math.inf))
+        if "SGD" in steps and math.isfinite(min(heavy, steps["SGD"])):
+            faster[surface] = heavy < steps["SGD"]
+    if faster:
+        verdicts.append(
+            judged(
+                "With tuned learning rates momentum reaches the minimum in fewer steps than "
+                "plain gradient descent.",
+                faster,
+                rule="on each surface where a run reaches tolerance, the faster of tuned "
+                "Momentum and Nesterov needs fewer steps than tuned SGD",
+                measured=f"on {sum(faster.values())} of {len(faster)} surfaces",
+            )
+        )
+    return verdicts
+
+
 EXPERIMENT = register(
     Experiment(
         name="surfaces",
+        question="Can momentum roll a descent through plateaus, saddle points and local minima?",
+        judge=judge,
         claim="Momentum helps a descent roll through plateaus and out of saddles and shallow "
         "minima, and converges faster on ill-conditioned valleys.",
         source="Hung-yi Lee, Tips for Training DNN; Goh 2017, Why Momentum Really Works",

@@ -52,7 +52,9 @@ from dltricks.lab.settings import (
 )
 from dltricks.lab.stats import finite_mean
 from dltricks.lab.training import divergence, make_optimizer
+from dltricks.lab.verdicts import Verdict, finite, judged
 from dltricks.nn import MLP
+from dltricks.palette import activation_colour
 from dltricks.train import TrainConfig, fit
 
 STAGES: tuple[str, ...] = ("init", "trained")
@@ -177,7 +179,7 @@ def _plot_gradients(ctx: RunContext, records: list[dict[str, Any]], steps: int) 
     titles = {"init": "at initialisation", "trained": f"after {steps} {cfg['optimizer']} steps"}
     labels = _legend_labels(cfg)
     for ax, stage in zip(axes, STAGES, strict=True):
-        for i, activation in enumerate(cfg["activations"]):
+        for activation in cfg["activations"]:
             rows = [
                 r["grad_norms"]
                 for r in records
@@ -185,9 +187,15 @@ def _plot_gradients(ctx: RunContext, records: list[dict[str, Any]], steps: int) 
             ]
             layers = list(range(1, len(rows[0]) + 1))
             means = [geometric_mean([row[j] for row in rows]) for j in range(len(layers))]
-            ax.plot(layers, means, marker="o", color=f"C{i}", label=labels[activation])
+            ax.plot(
+                layers,
+                means,
+                marker="o",
+                color=activation_colour(activation),
+                label=labels[activation],
+            )
             for row in rows:
-                ax.plot(layers, row, color=f"C{i}", alpha=0.25, linewidth=0.8)
+                ax.plot(layers, row, color=activation_colour(activation), alpha=0.25, linewidth=0.8)
         ax.set_yscale("log")
         ax.set_xticks(layers)
         ax.set_xticklabels([str(x) for x in layers[:-1]] + ["out"])
@@ -218,12 +226,18 @@ def _plot_activations(ctx: RunContext, records: list[dict[str, Any]]) -> None:
     labels = _legend_labels(cfg)
     fig = Figure(figsize=(11.5, 4.2))
     axes = fig.subplots(1, 2, sharex=True)
-    for i, activation in enumerate(cfg["activations"]):
+    for activation in cfg["activations"]:
         rows = [r for r in records if r["activation"] == activation and r["stage"] == "init"]
         layers = list(range(1, len(rows[0]["activation_mean"]) + 1))
         for ax, key in zip(axes, ("activation_mean", "activation_std"), strict=True):
             values = [sum(r[key][j] for r in rows) / len(rows) for j in range(len(layers))]
-            ax.plot(layers, values, marker="o", color=f"C{i}", label=labels[activation])
+            ax.plot(
+                layers,
+                values,
+                marker="o",
+                color=activation_colour(activation),
+                label=labels[activation],
+            )
     axes[0].set_ylabel("mean of the activation's output")
     axes[1].set_ylabel("std of the activation's output")
     for ax in axes:
@@ -304,9 +318,54 @@ def _is(record: dict[str, Any], activation: str, stage: str) -> bool:
     return bool(record["activation"] == activation and record["stage"] == stage)
 
 
+#: A first/last-layer gradient ratio below this has vanished (an order of magnitude).
+VANISHED = 0.1
+
+
+def judge(results: dict[str, Any]) -> list[Verdict]:
+    """Rule, at initialisation (before training changes the weights): the gradient has
+    vanished when the first/last-layer norm ratio is below 0.1; it is level when the ratio is
+    within a factor 10 of 1."""
+    ratios = results["summary"]["vanishing_ratio"]["init"]
+    rule = (
+        "at init, first/last-layer gradient-norm ratio < 0.1: vanished; between 0.1 and 10: level"
+    )
+    verdicts = []
+    if "sigmoid" in ratios:
+        ratio = ratios["sigmoid"]
+        verdicts.append(
+            judged(
+                "In a deep sigmoid net the gradient vanishes toward the input.",
+                {"sigmoid": finite(ratio) and ratio < VANISHED},
+                rule=rule,
+                measured=f"sigmoid's first/last-layer ratio at init is {ratio:.1e}"
+                if finite(ratio)
+                else "sigmoid's ratio is not finite",
+            )
+        )
+    level = {
+        a: finite(r) and VANISHED <= r <= 1 / VANISHED
+        for a, r in ratios.items()
+        if a in ("relu", "selu")
+    }
+    if level:
+        verdicts.append(
+            judged(
+                "ReLU with He init and SELU with LeCun init keep per-layer gradient norms level.",
+                level,
+                rule=rule,
+                measured="ratios at init: "
+                + ", ".join(f"{a} {ratios[a]:.2g}" for a in level if finite(ratios[a])),
+            )
+        )
+    return verdicts
+
+
 EXPERIMENT = register(
     Experiment(
         name="vanishing",
+        question="Why does a deep sigmoid net stop learning?",
+        judge=judge,
         claim="Gradients vanish toward the input of a deep sigmoid net; ReLU with He init and "
         "SELU with LeCun init keep per-layer gradient norms level.",
         source="Hung-yi Lee, Tips for Training DNN (vanishing gradient); Glorot & Bengio 2010; "

@@ -14,8 +14,19 @@ from typing import Any, Protocol
 
 from dltricks import __version__
 from dltricks.data import atomic_write_bytes
-from dltricks.lab.registry import TRICKS, all_experiments
-from dltricks.lab.report.page import ExperimentView, SectionView, render_page
+from dltricks.figure_text import read_description
+from dltricks.lab.registry import TRICKS, Experiment, all_experiments
+from dltricks.lab.report.data import DATA_DIR, write_data_files
+from dltricks.lab.report.page import (
+    DataLink,
+    ExperimentView,
+    FigureView,
+    SectionView,
+    VerdictView,
+    anchor_of,
+    render_page,
+)
+from dltricks.lab.report.story import lecture_order
 from dltricks.lab.report.sweeps import sweep_views
 from dltricks.lab.report.tables import results_table
 from dltricks.lab.results import read_json
@@ -125,25 +136,73 @@ def _reproduce(results: dict[str, Any]) -> str:
     return command + f" --seed {seeds[0]} --seeds {len(seeds)}"
 
 
+def _anchor(experiment: Experiment, trick: str) -> str:
+    """The experiment's id in ``trick``'s section: its name in its first section (where the
+    verdict table and ``#name`` links lead), ``name--section`` in the others."""
+    first = next(t for t in TRICKS if t in experiment.tricks)
+    return experiment.name if trick == first else f"{experiment.name}--{anchor_of(trick)}"
+
+
+def _question(experiment: Experiment) -> str:
+    return experiment.question or f"What does {experiment.name} show?"
+
+
+def _figure(src: Path, out_dir: Path, question: str) -> FigureView:
+    name = src.stem.replace("_", " ")
+    alt = read_description(src) or f"Figure {name!r} of the experiment that asks: {question}"
+    return FigureView(src.relative_to(out_dir).as_posix(), alt, name)
+
+
+def _verdicts(experiment: Experiment, trick: str, results: dict[str, Any]) -> list[VerdictView]:
+    views = []
+    for v in results.get("verdicts", []):
+        own = v.get("trick") or experiment.tricks[0]
+        if own != trick:
+            continue
+        views.append(
+            VerdictView(
+                claim=str(v.get("claim", "")),
+                verdict=str(v.get("verdict", "")),
+                reason=str(v.get("reason", "")),
+                rule=str(v.get("rule", "")),
+                trick=own,
+                experiment=experiment.name,
+                question=_question(experiment),
+                anchor=_anchor(experiment, trick),
+            )
+        )
+    return views
+
+
 def _view(
-    name: str, trick: str, results: dict[str, Any], figures_dir: Path, out_dir: Path
+    experiment: Experiment,
+    trick: str,
+    results: dict[str, Any],
+    figures_dir: Path,
+    out_dir: Path,
+    data: list[DataLink],
 ) -> ExperimentView:
     summary = results.get("summary", {})
     findings = summary.get("findings", {})
     finding = findings.get(trick) if isinstance(findings, dict) else None
+    own_table = experiment.table(results) if experiment.table is not None else None
     return ExperimentView(
-        name=name,
+        name=experiment.name,
+        question=_question(experiment),
         claim=results.get("claim", ""),
         source=results.get("source", ""),
         finding=str(finding or summary.get("finding", "(no finding recorded)")),
         figures=[
-            (figures_dir / f).relative_to(out_dir).as_posix()
+            _figure(figures_dir / f, out_dir, _question(experiment))
             for f in results.get("figures", [])
             if (figures_dir / f).exists()
         ],
-        table=results_table(results),
+        table=results_table(results, own_table),
         setup=_setup(results),
         reproduce=_reproduce(results),
+        verdicts=_verdicts(experiment, trick, results),
+        data=data,
+        anchor=_anchor(experiment, trick),
     )
 
 
@@ -230,27 +289,36 @@ def build_report(
             _collect(name, result, outcome, paths, sink)
 
     sections = [SectionView(trick) for trick in TRICKS]
+    names = lecture_order(names)
     for name in names:
         experiment = experiments[name]
         if name in outcome.failed:
-            view = ExperimentView(
-                name,
-                experiment.claim,
-                experiment.source,
-                "",
-                [],
-                results_table({}),
-                {},
-                f"dltricks run {name}" + (" --quick" if quick else ""),
-                outcome.failed[name],
-            )
-            views = {trick: view for trick in experiment.tricks}
+            views = {
+                trick: ExperimentView(
+                    name=name,
+                    question=_question(experiment),
+                    claim=experiment.claim,
+                    source=experiment.source,
+                    finding="",
+                    figures=[],
+                    table=results_table({}),
+                    setup={},
+                    reproduce=f"dltricks run {name}" + (" --quick" if quick else ""),
+                    error=outcome.failed[name],
+                    anchor=_anchor(experiment, trick),
+                )
+                for trick in experiment.tricks
+            }
         else:
             results = read_json(paths[name])
             figures_dir = out_dir / "figures" / name
             _copy_figures(paths[name], results.get("figures", []), figures_dir)
+            data = [
+                DataLink(label, (out_dir / DATA_DIR / file).relative_to(out_dir).as_posix())
+                for label, file in write_data_files(paths[name], results, out_dir / DATA_DIR)
+            ]
             views = {
-                trick: _view(name, trick, results, figures_dir, out_dir)
+                trick: _view(experiment, trick, results, figures_dir, out_dir, data)
                 for trick in experiment.tricks
             }
         for section in sections:

@@ -1,9 +1,13 @@
-"""The table of numbers of an experiment, computed from its results.json.
+"""The compact table of numbers of an experiment, computed from its results.json.
 
-An experiment may give its own table as ``summary["table"] = {"headers": [...], "rows": [...]}``;
-otherwise records are grouped by their setting (the record keys other than the seed) and each
-numeric measurement is shown as the mean over seeds, with the standard deviation when there are
-several.
+An experiment may give its own table (``Experiment.table``, or ``summary["table"] =
+{"headers": [...], "rows": [...]}``); otherwise records are grouped by their setting (the
+record keys other than the seed) and each numeric measurement is shown as the mean over seeds,
+with the standard deviation when there are several. A table has at most :data:`MAX_ROWS` rows:
+when there are more settings, one setting with few values becomes columns of the first
+measurement (e.g. rows per activation, a column per depth); if no such setting brings the rows
+under the bound, the first rows are shown and the note says where the rest are (the full data
+sits beside the table as CSV and JSON).
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ PREFERRED_METRICS: tuple[str, ...] = (
     "formula",
 )
 MAX_METRICS = 6
-MAX_ROWS = 60
+MAX_ROWS = 15
+#: The most values a setting may have to be turned into columns.
+MAX_PIVOT_COLUMNS = 8
 
 
 @dataclass(frozen=True)
@@ -92,27 +98,74 @@ def _aggregate(values: list[Any]) -> str:
     return f"{format_value(float(mean))} ± {format_value(float(sd))}"
 
 
-def results_table(results: dict[str, Any]) -> Table:
-    """The table for ``results`` (the experiment's own, or the generic grouping)."""
-    own = results.get("summary", {}).get("table")
+def _own_table(own: dict[str, Any]) -> Table:
+    rows = [[format_value(v) for v in row] for row in own["rows"]]
+    note = str(own.get("note", ""))
+    if len(rows) > MAX_ROWS:
+        note += f" (first {MAX_ROWS} of {len(rows)} rows; all in the data files)"
+        rows = rows[:MAX_ROWS]
+    return Table([str(h) for h in own["headers"]], rows, note.strip())
+
+
+def _group(
+    records: list[dict[str, Any]], keys: list[str]
+) -> dict[tuple[str, ...], list[dict[str, Any]]]:
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for record in records:
+        groups.setdefault(tuple(format_value(record.get(k)) for k in keys), []).append(record)
+    return groups
+
+
+def _pivot(
+    records: list[dict[str, Any]], settings: list[str], metric: str, spread: str
+) -> Table | None:
+    """Rows by all settings but one, a column of ``metric`` per value of that one; None if no
+    setting brings the rows to :data:`MAX_ROWS` or fewer."""
+    distinct = {k: list(dict.fromkeys(format_value(r.get(k)) for r in records)) for k in settings}
+    for column in sorted(settings, key=lambda k: len(distinct[k])):
+        values = distinct[column]
+        if not 2 <= len(values) <= MAX_PIVOT_COLUMNS:
+            continue
+        rest = [k for k in settings if k != column]
+        groups = _group(records, rest)
+        if len(groups) > MAX_ROWS:
+            continue
+        rows = []
+        for group, members in groups.items():
+            cells = []
+            for value in values:
+                chosen = [r for r in members if format_value(r.get(column)) == value]
+                cells.append(_aggregate([r.get(metric) for r in chosen]) if chosen else "—")
+            rows.append([*group, *cells])
+        headers = [*rest, *(f"{column} {v}" for v in values)]
+        note = f"{metric}{spread}, a column per {column}; every measurement in the data files"
+        return Table(headers, rows, note)
+    return None
+
+
+def results_table(results: dict[str, Any], own: dict[str, Any] | None = None) -> Table:
+    """The compact table for ``results``: ``own`` (the experiment's), the summary's own
+    table, or the records grouped by setting; never more than :data:`MAX_ROWS` rows."""
+    own = own if own is not None else results.get("summary", {}).get("table")
     if isinstance(own, dict) and "headers" in own and "rows" in own:
-        rows = [[format_value(v) for v in row] for row in own["rows"]]
-        return Table([str(h) for h in own["headers"]], rows, str(own.get("note", "")))
+        return _own_table(own)
     records = results.get("records", [])
     if not records:
         return Table([], [], "no records")
     settings = _setting_keys(results)
     metrics = _metrics(records, settings)
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for record in records:
-        group = tuple(format_value(record.get(k)) for k in settings)
-        groups.setdefault(group, []).append(record)
+    groups = _group(records, settings)
     seeds = {r.get("seed") for r in records}
+    spread = f" (mean ± sd over {len(seeds)} seeds)" if len(seeds) > 1 else ""
+    if len(groups) > MAX_ROWS and metrics:
+        pivoted = _pivot(records, settings, metrics[0], spread)
+        if pivoted is not None:
+            return pivoted
     rows = [
         [*group, *(_aggregate([r.get(m) for r in members]) for m in metrics)]
         for group, members in list(groups.items())[:MAX_ROWS]
     ]
-    note = f"mean ± sd over {len(seeds)} seeds" if len(seeds) > 1 else ""
+    note = spread.strip(" ()")
     if len(groups) > MAX_ROWS:
-        note += f" (first {MAX_ROWS} of {len(groups)} settings; all in results.json)"
+        note += f" (first {MAX_ROWS} of {len(groups)} settings; all in the data files)"
     return Table([*settings, *metrics], rows, note.strip())
