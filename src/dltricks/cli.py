@@ -248,6 +248,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("--out", type=Path, default=Path("runs"), help="output root (./runs)")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    serve = commands.add_parser("serve", help="the playground: surfaces and nets live in a browser")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    serve.add_argument("--port", type=_int_between(1, 65535), default=8765, help="port (8765)")
+    serve.add_argument("--open", action="store_true", help="open the page in a browser")
+    serve.add_argument(
+        "--report", type=Path, default=Path("runs/report"), help="report to link (./runs/report)"
+    )
     return parser
 
 
@@ -526,6 +534,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _cmd_demo(args)
     if args.command == "sweep":
         return _cmd_sweep(args)
+    if args.command == "serve":
+        from dltricks.serve import serve
+
+        serve(args.host, args.port, open_browser=args.open, report_dir=args.report)
+        return 0
     raise UsageError(f"unknown command {args.command!r}")
 
 
