@@ -294,7 +294,13 @@ async function runSurfaces() {
       runs.push({ label: requests[i].optimizer, color: COLORS[i], result, request: requests[i] });
     }
     state.runs = runs;
-    status.textContent = runs.map((r) => describeRun(r.request, r.result)).join("\n") || "no optimizer chosen";
+    status.textContent = runs.length ? "" : "no optimizer chosen";
+    for (const r of runs) {
+      const line = el("div", { class: r.result.diverged ? "run-line diverged" : "run-line" },
+        describeRun(r.request, r.result));
+      line.style.borderLeft = `6px solid ${r.color}`;
+      status.append(line);
+    }
     document.getElementById("surface-reproduce").textContent = runs
       .map((r) => `curl -s -X POST http://127.0.0.1:8765/api/surfaces/run -d '${JSON.stringify(r.request)}'`)
       .join("\n");
@@ -371,6 +377,7 @@ function drawHeatmap(panel, job) {
   const epochs = job.epochs;
   const layers = job.layers.length;
   canvas.dataset.epochs = String(epochs.length);
+  panel.querySelector(".heat-scale").textContent = "";
   if (!epochs.length || !layers) return;
   const logs = [];
   for (const e of epochs) for (const g of e.grad_norms) if (g !== null && g > 0) logs.push(Math.log10(g));
@@ -437,6 +444,11 @@ async function startJob(panel) {
   stopPolling(panel);
   const status = panel.querySelector(".status");
   try {
+    // Restarting: the panel's previous run stops first (it would hold one of the server's
+    // job slots otherwise).
+    if (panel.dataset.job && ["queued", "running"].includes(panel.dataset.status)) {
+      await api("DELETE", `/api/train/${panel.dataset.job}`);
+    }
     const { id } = await api("POST", "/api/train", readForm(panel));
     panel.dataset.job = id;
     panel.dataset.status = "queued";
