@@ -485,12 +485,17 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``dltricks`` console script; returns the exit status."""
+def _input_errors() -> tuple[type[Exception], ...]:
+    # Imported only when an exception reaches main: they pull in torch, which `dltricks serve`
+    # loads only after its server is up (to start within 3 s).
     from dltricks.data import CorruptFileError, DatasetFileNotFoundError, IDXFormatError
     from dltricks.lab.runner import RunError
-    from dltricks.sweep.store import StoreError
 
+    return (RunError, CorruptFileError, DatasetFileNotFoundError, IDXFormatError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dltricks`` console script; returns the exit status."""
     parser = build_parser()
     args: argparse.Namespace | None = None
     try:
@@ -500,7 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(f"dltricks: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except (RunError, CorruptFileError, DatasetFileNotFoundError, IDXFormatError) as error:
+    except _input_errors() as error:
         print(f"dltricks: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as error:
@@ -508,6 +513,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dltricks: error: {describe_os_error(error, out)}", file=sys.stderr)
         return EXIT_FAILURE
     except sqlite3.Error as error:  # StoreError names its file; a bare one gets a prefix
+        from dltricks.sweep.store import StoreError
+
         text = str(error) if isinstance(error, StoreError) else f"SQLite: {error}"
         if "disk is full" in text:
             text += f" ({_FULL_DISK_ADVICE})"
