@@ -120,6 +120,7 @@ function drawSurface(upTo) {
   if (state.background) ctx.drawImage(state.background, 0, 0);
   for (const run of state.runs) {
     const points = run.result.trajectory;
+    if (!points.length) continue;  // diverged at its start point
     const last = Math.min(upTo, points.length - 1);
     ctx.strokeStyle = run.color;
     ctx.lineWidth = 2;
@@ -185,7 +186,7 @@ function updateLossChart(upTo) {
 
 function animate() {
   if (state.animation) cancelAnimationFrame(state.animation);
-  const total = Math.max(...state.runs.map((r) => r.result.trajectory.length));
+  const total = Math.max(1, ...state.runs.map((r) => r.result.trajectory.length));
   const perFrame = Math.max(1, Math.ceil(total / 150));
   state.frame = 0;
   document.body.dataset.surfaceState = "animating";
