@@ -7,7 +7,9 @@ training job's first epoch against one full-batch step computed with torch autog
 
 from __future__ import annotations
 
+import json
 import math
+import shlex
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +20,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (torch convention)
 from starlette.testclient import TestClient
 
-from dltricks.cli import UsageError, build_parser
+from dltricks.cli import UsageError, build_parser, main
 from dltricks.data import load_dataset
 from dltricks.nn import MLP
 from dltricks.serve import create_app
@@ -276,6 +278,17 @@ def test_a_training_job_reports_each_epoch_as_torch_computes_it(client: TestClie
     assert first["val_loss"] == pytest.approx(float(val), rel=1e-4)
     assert first["val_accuracy"] == pytest.approx(float(accuracy), abs=1e-9)
     assert job["reproduce"]["cli"].startswith("dltricks run vanishing --seed 3 --seeds 1")
+
+
+def test_the_cli_command_shown_reproduces_the_job(client: TestClient, tmp_path: Path) -> None:
+    settings = {"dataset": "digits", "depth": 2, "width": 8, "activation": "relu", "seed": 5}
+    settings |= {"optimizer": "Momentum", "lr": 0.05, "epochs": 2, "batch_size": 128}
+    job = _wait(client, client.post("/api/train", json=settings).json()["id"])
+    command = job["reproduce"]["cli"]
+    assert main([*shlex.split(command)[1:], "--out", str(tmp_path), "--quiet"]) == 0
+    results = json.loads((tmp_path / "vanishing" / "results.json").read_text())
+    (trained,) = [r for r in results["records"] if r["stage"] == "trained"]
+    assert trained["curve_train_loss"] == [e["train_loss"] for e in job["epochs"]]
 
 
 def test_a_diverging_job_is_done_and_says_so(client: TestClient) -> None:

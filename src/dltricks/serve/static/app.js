@@ -489,7 +489,9 @@ async function stopJob(panel) {
   stopPolling(panel);
   const job = await api("DELETE", `/api/train/${id}`);
   showJob(panel, job);
-  panel.querySelector(".stop").disabled = true;
+  // A job still loading its data stops once it starts: keep watching it until then.
+  if (["queued", "running"].includes(job.status)) poll(panel);
+  else panel.querySelector(".stop").disabled = true;
 }
 
 async function setupLab() {
