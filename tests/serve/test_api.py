@@ -169,7 +169,9 @@ OPTIMIZER_TABLE: list[tuple[str, dict[str, Any], Callable[..., torch.optim.Optim
 ]
 
 
-@pytest.mark.parametrize(("name", "hyper", "reference"), OPTIMIZER_TABLE, ids=lambda v: str(v))
+@pytest.mark.parametrize(
+    ("name", "hyper", "reference"), OPTIMIZER_TABLE, ids=[row[0] for row in OPTIMIZER_TABLE]
+)
 def test_surface_run_matches_torch_optim(
     client: TestClient,
     name: str,
