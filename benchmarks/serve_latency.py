@@ -6,6 +6,10 @@ start: the first ``GET /api/health`` answered (the server is up), and the first
 in the background warm-up). Then times ``POST /api/surfaces/run`` with 500 steps for SGD,
 Momentum and Adam on the Rosenbrock surface, ``--rounds`` times each, interleaved, and reports
 the median and the largest per optimizer (client-side wall time over loopback HTTP).
+The same runs are then timed in this process without HTTP (``run_surface``), in wall time and
+in this thread's CPU time (which leaves out the time other processes hold the core, the main
+noise on a shared machine), next to the surface runner alone with an optimizer that does
+nothing (``torch.optim.SGD`` at lr 0): the runner's own cost per step.
 
 Usage: python benchmarks/serve_latency.py [--rounds 10] [--output PATH]
 Writes benchmarks/results/serve_latency.md (or ``--output``). Machines here are shared: the
@@ -62,6 +66,40 @@ def _wait_for(url: str, started: float, limit: float = 120.0) -> float:
     raise TimeoutError(f"{url} did not answer within {limit} s")
 
 
+def _in_process(rounds: int) -> dict[str, tuple[float, float]]:
+    import torch
+
+    from dltricks.serve.surfaces import run_surface
+    from dltricks.surfaces import get_surface, run_trajectory
+
+    surface = get_surface("rosenbrock")
+
+    def idle(params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        return torch.optim.SGD(params, lr=0.0)
+
+    cases = {
+        name: (
+            lambda n=name: run_surface(
+                {"surface": "rosenbrock", "optimizer": n, "lr": 1e-3, "steps": 500}
+            )
+        )
+        for name in OPTIMIZERS
+    }
+    cases["runner alone (no-op optimizer)"] = lambda: run_trajectory(surface, idle, None, 500)
+    for case in cases.values():
+        case()  # the first optimizer of a process imports torch's compiler
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, case in cases.items():
+            w0, c0 = time.perf_counter(), time.thread_time()
+            case()
+            times[name].append((time.perf_counter() - w0, time.thread_time() - c0))
+    return {
+        name: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
+        for name, v in times.items()
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10)
@@ -91,6 +129,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(30)
+    local = _in_process(args.rounds)
     lines = [
         "# `dltricks serve`: start-up and surface-run latency",
         "",
@@ -107,6 +146,15 @@ def main() -> None:
         lines.append(
             f"| {name} | {1000 * statistics.median(values):.0f} ms | {1000 * max(values):.0f} ms |"
         )
+    lines += [
+        "",
+        "In this process, without HTTP (median over rounds):",
+        "",
+        "| 500 steps of | wall | thread CPU |",
+        "|---|---|---|",
+    ]
+    for name, (wall, cpu) in local.items():
+        lines.append(f"| {name} | {1000 * wall:.0f} ms | {1000 * cpu:.0f} ms |")
     text = "\n".join(lines) + "\n"
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
