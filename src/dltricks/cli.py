@@ -544,6 +544,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "serve":
         from dltricks.serve import serve
 
+        print(f"dltricks playground on http://{args.host}:{args.port}/ (Ctrl-C stops it)")
         serve(args.host, args.port, open_browser=args.open, report_dir=args.report)
         return 0
     raise UsageError(f"unknown command {args.command!r}")

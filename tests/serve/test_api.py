@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import shlex
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -386,3 +387,12 @@ def test_serve_command_binds_to_this_machine_by_default() -> None:
     assert (args.host, args.port, args.open) == ("0.0.0.0", 9000, True)
     with pytest.raises(UsageError, match="65535"):
         build_parser().parse_args(["serve", "--port", "70000"])
+
+
+def test_serve_names_an_address_in_use(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 1
+    assert f"dltricks: error: 127.0.0.1:{port}: " in capsys.readouterr().err

@@ -30,12 +30,26 @@ def serve(
     report_dir: str | Path | None = None,
 ) -> None:
     """Serve the playground on ``host:port`` until interrupted (binds to this machine only
-    unless ``host`` says otherwise); ``open_browser`` opens it in the default browser."""
+    unless ``host`` says otherwise); ``open_browser`` opens it in the default browser.
+
+    Raises:
+        OSError: the address cannot be bound (a port in use, an unknown host).
+    """
+    import socket
     import threading
     import webbrowser
 
     import uvicorn
 
+    # A port in use fails here with the OSError that names it, before the server starts its
+    # background imports (uvicorn would log it and exit).
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:  # named as host:port, the "file" the error is about
+            raise OSError(error.errno, error.strerror or str(error), f"{host}:{port}") from None
     app = create_app(report_dir=report_dir)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning")
     server = uvicorn.Server(config)

@@ -96,6 +96,42 @@ def warm_up() -> None:
     import dltricks.train  # noqa: F401
 
 
+class _LibraryLoader:
+    """Runs :func:`warm_up` once per process, in one background thread.
+
+    Two threads importing the same package tree at once can deadlock on its circular imports
+    (Python then raises in one of them), so every handler that needs the library waits for
+    this thread instead of importing on its own. One per process, as imports are.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._done = threading.Event()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="dltricks-warm-up", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            warm_up()
+        finally:
+            self._done.set()
+
+    async def ready(self) -> None:
+        self.start()
+        if not self._done.is_set():
+            await run_in_threadpool(self._done.wait)
+
+
+_LIBRARY = _LibraryLoader()
+
+
 def create_app(
     *, jobs: JobManager | None = None, report_dir: str | Path | None = None
 ) -> Starlette:
@@ -126,11 +162,13 @@ def create_app(
         return FileResponse(STATIC_DIR / "index.html")
 
     async def surfaces(request: Request) -> Response:
+        await _LIBRARY.ready()
         from dltricks.serve.surfaces import surface_catalogue
 
         return JSONResponse(await run_in_threadpool(surface_catalogue))
 
     async def grid(request: Request) -> Response:
+        await _LIBRARY.ready()
         text = request.query_params.get("n", "80")
         try:
             n = int(text)
@@ -147,6 +185,7 @@ def create_app(
             return JSONResponse({"error": str(error), "field": error.field}, status_code=status)
 
     async def surface_run(request: Request) -> Response:
+        await _LIBRARY.ready()
         try:
             body = await _json_body(request)
         except (_BodyTooLargeError, _NotJsonError) as error:
@@ -166,6 +205,7 @@ def create_app(
             surface_slots.release()
 
     async def optimizers(request: Request) -> Response:
+        await _LIBRARY.ready()
         from dltricks.serve.optimizers import OPTIMIZERS
 
         return JSONResponse(
@@ -180,6 +220,7 @@ def create_app(
         )
 
     async def train(request: Request) -> Response:
+        await _LIBRARY.ready()
         try:
             body = await _json_body(request)
         except (_BodyTooLargeError, _NotJsonError) as error:
@@ -195,6 +236,7 @@ def create_app(
         return JSONResponse({"id": job.id, "status": job.status}, status_code=201)
 
     async def options(request: Request) -> Response:
+        await _LIBRARY.ready()
         from dltricks.serve.jobs import train_options
 
         return JSONResponse(await run_in_threadpool(train_options))
@@ -203,16 +245,19 @@ def create_app(
         return JSONResponse({"error": f"no training job {job_id!r}", "field": "id"}, 404)
 
     async def job_get(request: Request) -> Response:
+        await _LIBRARY.ready()
         job_id = request.path_params["job_id"]
         job = manager().get(job_id)
         return _missing(job_id) if job is None else JSONResponse(job.snapshot())
 
     async def job_delete(request: Request) -> Response:
+        await _LIBRARY.ready()
         job_id = request.path_params["job_id"]
         job = await run_in_threadpool(lambda: manager().cancel(job_id))
         return _missing(job_id) if job is None else JSONResponse(job.snapshot())
 
     async def report_info(request: Request) -> Response:
+        await _LIBRARY.ready()
         from dltricks.lab.registry import TRICKS
 
         sections = [
@@ -222,7 +267,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        threading.Thread(target=warm_up, name="dltricks-warm-up", daemon=True).start()
+        _LIBRARY.start()
         yield
         with managers_lock:
             started = list(managers)
