@@ -18,7 +18,8 @@ runs than :data:`MAX_SURFACE_RUNS`), a body over 64 KiB 413. Nothing is fetched 
 the page's chart library is shipped in ``static/``.
 
 Start-up is kept short by importing torch and the library in a background thread once the
-server is up (``warm_up``); the first requests that need them wait for it.
+server is up (:func:`import_library`, then :func:`warm_up`); the first requests that need
+them wait for it.
 """
 
 from __future__ import annotations
@@ -82,31 +83,43 @@ def _body_errors(error: Exception) -> JSONResponse:
     )
 
 
-def warm_up() -> None:
-    """Import torch and the library, and build each kind of optimizer once (the first
-    ``dltricks.optim`` optimizer of a process takes seconds: it imports torch's compiler)."""
+def import_library() -> None:
+    """Import torch and what the page's first requests read (surfaces, the job form)."""
     from dltricks.serve.jobs import train_options
+    from dltricks.serve.optimizers import OPTIMIZERS  # noqa: F401
+    from dltricks.serve.surfaces import surface_catalogue
+
+    surface_catalogue()
+    train_options()
+    import dltricks.lab.registry  # noqa: F401
+
+
+def warm_up() -> None:
+    """Build each kind of optimizer once (the first ``dltricks.optim`` optimizer of a process
+    takes seconds: it imports torch's compiler) and import what training jobs use."""
     from dltricks.serve.surfaces import run_surface
 
     for optimizer in ("SGD", "Adam"):
         run_surface({"surface": "quadratic", "optimizer": optimizer, "steps": 2})
-    train_options()
     import dltricks.data
+    import dltricks.diagnose
     import dltricks.nn
     import dltricks.train  # noqa: F401
 
 
 class _LibraryLoader:
-    """Runs :func:`warm_up` once per process, in one background thread.
+    """Runs :func:`import_library` then :func:`warm_up` once per process, in one thread.
 
     Two threads importing the same package tree at once can deadlock on its circular imports
     (Python then raises in one of them), so every handler that needs the library waits for
-    this thread instead of importing on its own. One per process, as imports are.
+    this thread instead of importing on its own: reads of the catalogue and the form wait for
+    the imports, runs and jobs for the whole warm-up. One per process, as imports are.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._imported = threading.Event()
         self._done = threading.Event()
 
     def start(self) -> None:
@@ -119,14 +132,20 @@ class _LibraryLoader:
 
     def _run(self) -> None:
         try:
+            import_library()
+        finally:
+            self._imported.set()
+        try:
             warm_up()
         finally:
             self._done.set()
 
-    async def ready(self) -> None:
+    async def ready(self, *, runs: bool = False) -> None:
+        """Wait for the imports (and, with ``runs``, the whole warm-up)."""
         self.start()
-        if not self._done.is_set():
-            await run_in_threadpool(self._done.wait)
+        event = self._done if runs else self._imported
+        if not event.is_set():
+            await run_in_threadpool(event.wait)
 
 
 _LIBRARY = _LibraryLoader()
@@ -185,7 +204,7 @@ def create_app(
             return JSONResponse({"error": str(error), "field": error.field}, status_code=status)
 
     async def surface_run(request: Request) -> Response:
-        await _LIBRARY.ready()
+        await _LIBRARY.ready(runs=True)
         try:
             body = await _json_body(request)
         except (_BodyTooLargeError, _NotJsonError) as error:
@@ -220,7 +239,7 @@ def create_app(
         )
 
     async def train(request: Request) -> Response:
-        await _LIBRARY.ready()
+        await _LIBRARY.ready(runs=True)
         try:
             body = await _json_body(request)
         except (_BodyTooLargeError, _NotJsonError) as error:
@@ -251,7 +270,7 @@ def create_app(
         return _missing(job_id) if job is None else JSONResponse(job.snapshot())
 
     async def job_delete(request: Request) -> Response:
-        await _LIBRARY.ready()
+        await _LIBRARY.ready(runs=True)
         job_id = request.path_params["job_id"]
         job = await run_in_threadpool(lambda: manager().cancel(job_id))
         return _missing(job_id) if job is None else JSONResponse(job.snapshot())
