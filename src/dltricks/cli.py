@@ -248,6 +248,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("--out", type=Path, default=Path("runs"), help="output root (./runs)")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    serve = commands.add_parser("serve", help="the playground: surfaces and nets live in a browser")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    serve.add_argument("--port", type=_int_between(1, 65535), default=8765, help="port (8765)")
+    serve.add_argument("--open", action="store_true", help="open the page in a browser")
+    serve.add_argument(
+        "--report", type=Path, default=Path("runs/report"), help="report to link (./runs/report)"
+    )
     return parser
 
 
@@ -477,12 +485,17 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``dltricks`` console script; returns the exit status."""
+def _input_errors() -> tuple[type[Exception], ...]:
+    # Imported only when an exception reaches main: they pull in torch, which `dltricks serve`
+    # loads only after its server is up (to start within 3 s).
     from dltricks.data import CorruptFileError, DatasetFileNotFoundError, IDXFormatError
     from dltricks.lab.runner import RunError
-    from dltricks.sweep.store import StoreError
 
+    return (RunError, CorruptFileError, DatasetFileNotFoundError, IDXFormatError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dltricks`` console script; returns the exit status."""
     parser = build_parser()
     args: argparse.Namespace | None = None
     try:
@@ -492,7 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(f"dltricks: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except (RunError, CorruptFileError, DatasetFileNotFoundError, IDXFormatError) as error:
+    except _input_errors() as error:
         print(f"dltricks: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as error:
@@ -500,6 +513,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dltricks: error: {describe_os_error(error, out)}", file=sys.stderr)
         return EXIT_FAILURE
     except sqlite3.Error as error:  # StoreError names its file; a bare one gets a prefix
+        from dltricks.sweep.store import StoreError
+
         text = str(error) if isinstance(error, StoreError) else f"SQLite: {error}"
         if "disk is full" in text:
             text += f" ({_FULL_DISK_ADVICE})"
@@ -526,6 +541,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _cmd_demo(args)
     if args.command == "sweep":
         return _cmd_sweep(args)
+    if args.command == "serve":
+        from dltricks.serve import serve
+
+        print(f"dltricks playground on http://{args.host}:{args.port}/ (Ctrl-C stops it)")
+        serve(args.host, args.port, open_browser=args.open, report_dir=args.report)
+        return 0
     raise UsageError(f"unknown command {args.command!r}")
 
 
