@@ -181,6 +181,17 @@ def _run(
     return params, opt
 
 
+def _state_shape(key: str, p: torch.Tensor) -> tuple[int, ...]:
+    """The shape a state tensor must have: the parameter's, but for Adafactor's factored moment
+    of a matrix, whose row statistics drop the last dimension and column ones the one before."""
+    shape = list(p.shape)
+    if key == "row_var":
+        shape[-1] = 1
+    if key == "col_var":
+        shape[-2] = 1
+    return tuple(shape)
+
+
 @settings(max_examples=150, **SETTINGS)
 @given(problems(structural=True, dtypes=(torch.float32, torch.float64)))
 def test_finite_gradients_give_finite_parameters_and_state_of_the_same_layout(
@@ -200,7 +211,7 @@ def test_finite_gradients_give_finite_parameters_and_state_of_the_same_layout(
                 now[key] = (tuple(value.shape), value.dtype, value.device)
                 if key == "step" or (value.dim() == 0 and p.dim() != 0):
                     continue
-                assert now[key] == (tuple(p.shape), p.dtype, p.device), key
+                assert now[key] == (_state_shape(key, p), p.dtype, p.device), key
             assert layout.setdefault(i, now) == now, "the state changed its layout"
 
     _run(case, kwargs, shapes, dtype, scales, param_scale, seed, fast=False, after_step=check)
@@ -210,10 +221,22 @@ def test_finite_gradients_give_finite_parameters_and_state_of_the_same_layout(
 @given(problems(structural=False, dtypes=(torch.float64,)))
 def test_the_fast_path_equals_the_eager_path_in_float64(problem: Any) -> None:
     case, kwargs, shapes, dtype, scales, param_scale, seed = problem
-    eager, eager_opt = _run(case, kwargs, shapes, dtype, scales, param_scale, seed, fast=False)
+    # Rounding errors scale with the largest value a parameter took during the run: a step can
+    # cancel a parameter of order one down to 1e-10, leaving an error of order 1e-16.
+    peaks = [0.0] * len(shapes)
+
+    def record_peaks(params: list[torch.Tensor], opt: torch.optim.Optimizer) -> None:
+        for i, q in enumerate(params):
+            if q.numel():
+                peaks[i] = max(peaks[i], float(q.detach().abs().max()))
+
+    eager, eager_opt = _run(
+        case, kwargs, shapes, dtype, scales, param_scale, seed, fast=False, after_step=record_peaks
+    )
     fast, fast_opt = _run(case, kwargs, shapes, dtype, scales, param_scale, seed, fast=True)
-    for p, q in zip(fast, eager, strict=True):
-        scale = float(q.detach().abs().max()) if q.numel() else 0.0
+    initial = _run(case, kwargs, shapes, dtype, [], param_scale, seed, fast=False)[0]
+    for p, q, peak, start in zip(fast, eager, peaks, initial, strict=True):
+        scale = max(peak, float(start.detach().abs().max()) if start.numel() else 0.0)
         torch.testing.assert_close(p, q, rtol=0, atol=1e-12 * scale + 1e-300)
         assert set(fast_opt.state[p]) == set(eager_opt.state[q])
         for key, value in eager_opt.state[q].items():

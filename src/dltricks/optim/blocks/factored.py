@@ -62,9 +62,10 @@ def factored_second_moment(
         eps = _eps1(eps1, hyper, param)
         changed: State
         if u.dim() > 1:
-            # (g * g).mean(dim) without a tensor of g's size, as torch computes it.
-            row_mean = torch.norm(u, dim=-1, keepdim=True).square_().div_(u.size(-1))
-            col_mean = torch.norm(u, dim=-2, keepdim=True).square_().div_(u.size(-2))
+            # (g * g).mean(dim) without a tensor of g's size, as torch computes it; the mean
+            # over an empty dimension is 0 (torch's Adafactor stores 0 / 0 = nan there).
+            row_mean = torch.norm(u, dim=-1, keepdim=True).square_().div_(max(u.size(-1), 1))
+            col_mean = torch.norm(u, dim=-2, keepdim=True).square_().div_(max(u.size(-2), 1))
             row = torch.lerp(state["row_var"], row_mean, weight)
             col = torch.lerp(state["col_var"], col_mean, weight)
             estimate = row @ col
@@ -95,7 +96,8 @@ def clip_by_block_rms(d: Hyperparameter = "d") -> Transform:
 
     def update(u: Tensor, param: Tensor, hyper: Hyper) -> Tensor:
         threshold = float(resolve(d, hyper))
-        rms = u.norm(2).item() / (u.numel() ** 0.5)
+        # An empty tensor has nothing to clip (torch's Adafactor divides by its zero size).
+        rms = u.norm(2).item() / (u.numel() ** 0.5) if u.numel() else 0.0
         denominator = max(1.0, rms / threshold)
         # Under the threshold the update is itself: no pass over the tensor.
         return u if denominator == 1.0 else u / denominator
