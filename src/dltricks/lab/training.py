@@ -11,17 +11,21 @@ turns non-finite and :func:`dltricks.train.fit` stops the run after that epoch
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from dltricks.optim import SGD, Adadelta, Adagrad, Adam, AdamW, Lion, Momentum, RMSprop
 from dltricks.optim.adapter import NonFinitePolicy
-from dltricks.train import TrainResult
+from dltricks.train import Callback, TrainConfig, TrainResult, fit
 
-__all__ = ["LAB_OPTIMIZERS", "divergence", "make_optimizer"]
+if TYPE_CHECKING:
+    from dltricks.data import SplitDataset
+    from dltricks.lab.context import RunContext
+
+__all__ = ["LAB_OPTIMIZERS", "divergence", "make_optimizer", "train_as_configured"]
 
 _Factory = Callable[[Iterable[nn.Parameter], float, NonFinitePolicy], torch.optim.Optimizer]
 
@@ -57,3 +61,28 @@ def divergence(result: TrainResult) -> dict[str, Any]:
     """``{"diverged": bool, "diverged_epoch": epoch or None}`` of a finished run."""
     diverged = result.stop_reason == "diverged"
     return {"diverged": diverged, "diverged_epoch": result.stopped_epoch if diverged else None}
+
+
+def train_as_configured(
+    ctx: RunContext,
+    model: nn.Module,
+    data: SplitDataset,
+    seed: int,
+    *,
+    callbacks: Sequence[Callback] = (),
+) -> TrainResult:
+    """Train ``model`` with the experiment's ``optimizer``, ``lr``, ``epochs`` and ``batch_size``.
+
+    The optimizer is :func:`make_optimizer`'s (a diverged run is a result, stopped by the
+    trainer); batches are shuffled by ``seed``; no progress display (the runner has its own).
+    """
+    cfg = ctx.config
+    return fit(
+        model,
+        lambda params: make_optimizer(cfg["optimizer"], params, cfg["lr"]),
+        data,
+        TrainConfig(epochs=cfg["epochs"], batch_size=cfg["batch_size"], seed=seed),
+        device=ctx.device,
+        progress=False,
+        callbacks=callbacks,
+    )

@@ -46,11 +46,11 @@ from dltricks.lab.settings import (
     ListOf,
 )
 from dltricks.lab.stats import finite_mean
-from dltricks.lab.training import divergence, make_optimizer
+from dltricks.lab.training import divergence, train_as_configured
 from dltricks.lab.verdicts import Verdict, finite, judged
 from dltricks.nn import MLP
 from dltricks.palette import activation_colour
-from dltricks.train import Callback, EpochContext, TrainConfig, fit
+from dltricks.train import Callback, EpochContext
 
 ZOO: tuple[str, ...] = (
     "sigmoid",
@@ -132,15 +132,8 @@ def _train_one(ctx: RunContext, activation: str, seed: int) -> dict[str, Any]:
         generator=generator,
     )
     slopes = _SlopeRecorder(model)
-    result = fit(
-        model,
-        # A diverged run is a result here, not an error: let the trainer stop it.
-        lambda params: make_optimizer(cfg["optimizer"], params, cfg["lr"]),
-        data,
-        TrainConfig(epochs=cfg["epochs"], batch_size=cfg["batch_size"], seed=seed),
-        device=ctx.device,
-        progress=False,
-        callbacks=[slopes] if slopes.modules else [],
+    result = train_as_configured(
+        ctx, model, data, seed, callbacks=[slopes] if slopes.modules else []
     )
     curve = [e.train_accuracy for e in result.history]
     fast = next(

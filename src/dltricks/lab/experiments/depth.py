@@ -36,11 +36,10 @@ from dltricks.lab.settings import (
     ExperimentConfig,
     ListOf,
 )
-from dltricks.lab.training import divergence, make_optimizer
+from dltricks.lab.training import divergence, train_as_configured
 from dltricks.lab.verdicts import Verdict, judged
 from dltricks.nn import MLP
 from dltricks.palette import activation_colour
-from dltricks.train import TrainConfig, fit
 
 CHANCE_MARGIN = 0.15
 
@@ -91,14 +90,7 @@ def _train_one(ctx: RunContext, activation: str, depth: int, seed: int) -> dict[
         init=cfg["init"],
         generator=generator,
     )
-    result = fit(
-        model,
-        lambda params: make_optimizer(cfg["optimizer"], params, cfg["lr"]),
-        data,
-        TrainConfig(epochs=cfg["epochs"], batch_size=cfg["batch_size"], seed=seed),
-        device=ctx.device,
-        progress=False,
-    )
+    result = train_as_configured(ctx, model, data, seed)
     return {
         **divergence(result),
         "train_accuracy": result.final.train_accuracy,

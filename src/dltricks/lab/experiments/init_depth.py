@@ -48,11 +48,10 @@ from dltricks.lab.settings import (
     Pair,
 )
 from dltricks.lab.stats import finite_mean
-from dltricks.lab.training import divergence, make_optimizer
+from dltricks.lab.training import divergence, train_as_configured
 from dltricks.lab.verdicts import Verdict, judged
 from dltricks.nn import MLP
 from dltricks.palette import activation_colour
-from dltricks.train import TrainConfig, fit
 
 # A run whose training loss stays above this share of chance-level loss ln(C) has stalled.
 STALL_SHARE = 0.95
@@ -120,15 +119,7 @@ def _train_one(
     )
     model.to(data.x_train.device)
     rms = _signal_rms(model, data)
-    result = fit(
-        model,
-        # A diverged run is a result here, not an error: let the trainer stop it.
-        lambda params: make_optimizer(cfg["optimizer"], params, cfg["lr"]),
-        data,
-        TrainConfig(epochs=cfg["epochs"], batch_size=cfg["batch_size"], seed=seed),
-        device=ctx.device,
-        progress=False,
-    )
+    result = train_as_configured(ctx, model, data, seed)
     return {
         **divergence(result),
         "init_signal_rms": rms,

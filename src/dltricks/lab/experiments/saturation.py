@@ -51,10 +51,10 @@ from dltricks.lab.settings import (
     ListOf,
 )
 from dltricks.lab.stats import finite_mean
-from dltricks.lab.training import divergence, make_optimizer
+from dltricks.lab.training import divergence, train_as_configured
 from dltricks.lab.verdicts import Verdict, judged
 from dltricks.nn import MLP
-from dltricks.train import Callback, StepContext, TrainConfig, fit
+from dltricks.train import Callback, StepContext
 
 INIT_NAMES = {
     "torch": "standard U(+-1/sqrt(n))",
@@ -156,15 +156,7 @@ def _train_one(ctx: RunContext, init: str, seed: int) -> dict[str, Any]:
     )
     model.train()
     probe.measure(model, 0)
-    result = fit(
-        model,
-        lambda params: make_optimizer(cfg["optimizer"], params, cfg["lr"]),
-        data,
-        TrainConfig(epochs=cfg["epochs"], batch_size=cfg["batch_size"], seed=seed),
-        device=ctx.device,
-        progress=False,
-        callbacks=[probe],
-    )
+    result = train_as_configured(ctx, model, data, seed, callbacks=[probe])
     steps_per_epoch = result.steps // max(result.epochs_run, 1)
     return {
         **divergence(result),

@@ -51,11 +51,10 @@ from dltricks.lab.settings import (
     ListOf,
 )
 from dltricks.lab.stats import finite_mean
-from dltricks.lab.training import divergence, make_optimizer
+from dltricks.lab.training import divergence, train_as_configured
 from dltricks.lab.verdicts import Verdict, finite, judged
 from dltricks.nn import MLP
 from dltricks.palette import activation_colour
-from dltricks.train import TrainConfig, fit
 
 STAGES: tuple[str, ...] = ("init", "trained")
 
@@ -133,14 +132,7 @@ def _unit(ctx: RunContext, activation: str, seed: int, stage: str) -> dict[str, 
     model = _build(ctx, data, activation, seed)
     extra: dict[str, Any] = {"steps": 0}
     if stage == "trained":
-        result = fit(
-            model,
-            lambda params: make_optimizer(cfg["optimizer"], params, cfg["lr"]),
-            data,
-            TrainConfig(epochs=cfg["epochs"], batch_size=cfg["batch_size"], seed=seed),
-            device=ctx.device,
-            progress=False,
-        )
+        result = train_as_configured(ctx, model, data, seed)
         extra = {
             **divergence(result),
             "steps": result.steps,
