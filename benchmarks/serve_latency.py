@@ -35,6 +35,24 @@ import urllib.request
 from pathlib import Path
 
 OPTIMIZERS = ("SGD", "Momentum", "Adam")
+#: Where the time goes (from ``--profile`` and the table above), written under the numbers.
+NOTES = (
+    "Where a run's time goes. Before: about 0.5 ms per step, half of it the surface's loss and",
+    "gradient as a dozen tensor operations each on 0-dim slices (3-5 us of dispatch apiece on",
+    "this machine), the rest the optimizer's eager step and the runner's per-step numpy and",
+    "norm calls. Now the runner reads each point once (`tolist`) and computes the loss and",
+    "gradient on Python floats (`Surface.value_and_grad`, bit for bit `fn` and `grad`), so the",
+    "runner alone is ~20-30 us per step and what remains is the optimizer's own eager step on a",
+    "2-vector: ~12 tensor operations and the adapter's Python, 70-200 us by optimizer and load.",
+    "Surface runs build their optimizers with `fast=False` (a 2-vector stays eager anyway).",
+    "Over HTTP the median sits 50-60 ms above the in-process wall time at load 4: the handler",
+    "adds JSON encoding (a few ms); we attribute the rest to waiting for a core at each hand-over",
+    "(client, event loop, worker thread and back) on an oversubscribed machine.",
+    "Start-up: the server answers before torch is imported; the page's",
+    "catalogue is shipped (`serve/catalogue.json`); the first grid waits for torch and",
+    "`dltricks.surfaces` (matplotlib), the first run also for `torch._dynamo`, which torch.optim",
+    "imports when the first optimizer of a process is built (3-4 s here, unavoidable).",
+)
 #: What the page reads when it loads, besides the contour grid.
 PAGE = (
     "/",
@@ -208,6 +226,7 @@ def main() -> None:
     ]
     for name, (wall, cpu) in local.items():
         lines.append(f"| {name} | {1000 * wall:.0f} ms | {1000 * cpu:.0f} ms |")
+    lines += ["", *NOTES]
     text = "\n".join(lines) + "\n"
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
