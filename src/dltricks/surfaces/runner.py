@@ -147,10 +147,10 @@ def run_trajectory(
             return cached[0]
         return closure()
 
-    # A step on a 2-vector is a few microseconds of arithmetic and, done with tensor
-    # operations, tens of microseconds of dispatch per operation: the loop reads each point,
-    # loss and gradient once, as Python floats, and checks them in Python; a surface's
-    # value_and_grad computes the loss and gradient on floats (bit for bit fn's and grad's).
+    # On a 2-vector the arithmetic is nothing and each tensor operation costs microseconds of
+    # dispatch (a surface's formulas are a dozen each): the loop reads each point once, as
+    # Python floats, and checks it in Python; a surface's value_and_grad computes the loss and
+    # gradient on those floats (bit for bit fn's and grad's).
     points: list[tuple[float, float]] = []
     losses: list[float] = []
     grad_norms: list[float] = []
