@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shlex
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -94,6 +97,34 @@ def test_report_is_linked_when_it_exists(tmp_path: Path) -> None:
     with TestClient(create_app(report_dir=tmp_path / "none")) as c:
         assert c.get("/api/report").json()["available"] is False
         assert c.get("/report/index.html").status_code == 404
+
+
+def test_the_page_loads_without_waiting_for_torch() -> None:
+    # Without the lifespan nothing is imported in the background: what the page reads when it
+    # loads must be answered, and torch must not have been imported to answer it.
+    code = (
+        "import sys\n"
+        "from starlette.testclient import TestClient\n"
+        "from dltricks.serve import create_app\n"
+        "client = TestClient(create_app())\n"
+        "for path in ('/', '/static/app.js', '/api/health', '/api/surfaces',\n"
+        "             '/api/optimizers', '/api/train/options', '/api/report'):\n"
+        "    assert client.get(path).status_code == 200, path\n"
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_shipped_catalogue_is_the_librarys() -> None:
+    from dltricks.serve.catalogue import build_catalogue, load_catalogue
+
+    assert load_catalogue() == build_catalogue(), (
+        "src/dltricks/serve/catalogue.json is out of date: run python -m dltricks.serve.catalogue"
+    )
 
 
 # ---------------------------------------------------------------- surfaces

@@ -55,6 +55,23 @@ def test_batched_evaluation_matches_pointwise(surface: Surface) -> None:
 
 
 @pytest.mark.parametrize("surface", ALL_SURFACES, ids=IDS)
+def test_value_and_grad_on_floats_is_fn_and_grad_bit_for_bit(surface: Surface) -> None:
+    # The runner's float path must not change a single number: compare with fn and grad on
+    # float64 2-vectors (the runner's parameter), inside the window, far out, and at
+    # infinities, NaN and overflowing coordinates.
+    assert surface.value_and_grad is not None
+    points = _random_points(surface, 400, seed=1).tolist()
+    points += (1e3 * _random_points(surface, 100, seed=2)).tolist()
+    points += [[math.inf, 1.0], [-math.inf, 2.0], [math.nan, 0.5], [1e200, -1e200], [1e80, 3.0]]
+    points += [list(m.point) for m in surface.minima] + [list(surface.start)]
+    for x, y in points:
+        p = torch.tensor((x, y), dtype=torch.float64)
+        expected = [surface.fn(p).item(), *surface.grad(p).tolist()]
+        got = list(surface.value_and_grad(x, y))
+        assert np.array_equal(got, expected, equal_nan=True), ((x, y), got, expected)
+
+
+@pytest.mark.parametrize("surface", ALL_SURFACES, ids=IDS)
 def test_stated_minima_are_stationary_minima_with_the_stated_value(surface: Surface) -> None:
     for minimum in surface.minima:
         p = torch.tensor(minimum.point, dtype=torch.float64)

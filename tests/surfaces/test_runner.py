@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -151,3 +152,46 @@ def test_double_well_momentum_carries_over_the_barrier() -> None:
     hb = measure(run_trajectory(surface, sgd(0.01, 0.9), (2.0, 1.0), 400), surface)
     assert gd.reached == "local"
     assert hb.reached == "global"
+
+
+def test_the_run_records_exactly_what_the_optimizer_does() -> None:
+    # The same optimizer stepped by a plain loop on the surface's gradient, bit for bit: the
+    # runner adds nothing to the optimizer's arithmetic and records every point as it was.
+    surface = get_surface("rosenbrock")
+
+    def adam(params: list[torch.Tensor]) -> torch.optim.Optimizer:
+        return torch.optim.Adam(params, lr=1e-2)
+
+    traj = run_trajectory(surface, adam, (-1.2, 1.0), 200)
+    p = torch.tensor([-1.2, 1.0], dtype=torch.float64, requires_grad=True)
+    optimizer = adam([p])
+    points, losses, norms = [], [], []
+    for t in range(201):
+        with torch.no_grad():
+            points.append(p.tolist())
+            losses.append(float(surface.fn(p)))
+            grad = surface.grad(p)
+            norms.append(math.hypot(*grad.tolist()))
+        if t < 200:
+            p.grad = grad
+            optimizer.step()
+    assert traj.points.tolist() == points
+    assert traj.losses.tolist() == losses
+    np.testing.assert_allclose(traj.grad_norms, norms, rtol=1e-15, atol=0)
+    assert not traj.diverged
+
+
+@pytest.mark.parametrize("name", ["rosenbrock", "rastrigin", "plateau", "double_well"])
+def test_the_float_path_and_the_tensor_path_give_the_same_run(name: str) -> None:
+    surface = get_surface(name)
+    tensor_only = dataclasses.replace(surface, value_and_grad=None)
+
+    def lbfgs(params: list[torch.Tensor]) -> torch.optim.Optimizer:
+        return torch.optim.LBFGS(params, lr=0.5, max_iter=3)
+
+    for make in (sgd(1e-3, 0.9), lbfgs):
+        a = run_trajectory(surface, make, steps=60)
+        b = run_trajectory(tensor_only, make, steps=60)
+        assert a.points.tolist() == b.points.tolist()
+        assert a.losses.tolist() == b.losses.tolist()
+        assert (a.diverged, a.diverged_at) == (b.diverged, b.diverged_at)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.datasets import load_digits
 
 from dltricks.data.splits import stratified_split
 
@@ -20,6 +19,10 @@ def digits_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
     The test set is a stratified 20% (359 images) drawn with a fixed seed.
     """
+    # Imported here: scikit-learn takes seconds to import, and most users of dltricks.data
+    # (the lab, the playground's start-up) never load the digits.
+    from sklearn.datasets import load_digits
+
     x, y = load_digits(return_X_y=True)
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.int64)

@@ -17,19 +17,21 @@ Bad input gets 422 ``{"error", "field"}`` (400 for a body that is not JSON), an 
 runs than :data:`MAX_SURFACE_RUNS`), a body over 64 KiB 413. Nothing is fetched from the network:
 the page's chart library is shipped in ``static/``.
 
-Start-up is kept short by importing torch and the library in a background thread once the
-server is up (:func:`import_library`, then :func:`warm_up`); the first requests that need
-them wait for it.
+Start-up is kept short: the server answers once Starlette is imported, and what the page reads
+when it loads (the surfaces, the optimizers, the job form, the report's sections) comes from
+:mod:`dltricks.serve.catalogue` without torch. Torch and the library are imported in a
+background thread once the server is up, in the :data:`STAGES` that the requests needing them
+wait for: contour grids first, then surface runs, then training jobs.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -83,44 +85,56 @@ def _body_errors(error: Exception) -> JSONResponse:
     )
 
 
-def import_library() -> None:
-    """Import torch and what the page's first requests read (surfaces, the job form)."""
-    from dltricks.serve.jobs import train_options
-    from dltricks.serve.optimizers import OPTIMIZERS  # noqa: F401
-    from dltricks.serve.surfaces import surface_catalogue
-
-    surface_catalogue()
-    train_options()
-    import dltricks.lab.registry  # noqa: F401
+def import_surfaces() -> None:
+    """Import torch and what contour grids and surface runs read."""
+    from dltricks.serve.surfaces import run_surface, surface_grid  # noqa: F401
 
 
-def warm_up() -> None:
-    """Build each kind of optimizer once (the first ``dltricks.optim`` optimizer of a process
-    takes seconds: it imports torch's compiler) and import what training jobs use."""
+def warm_up_runs() -> None:
+    """Run each kind of optimizer once (the first of a process sets up what later ones reuse)."""
     from dltricks.serve.surfaces import run_surface
 
     for optimizer in ("SGD", "Adam"):
         run_surface({"surface": "quadratic", "optimizer": optimizer, "steps": 2})
+
+
+def import_jobs() -> None:
+    """Import what training jobs use (scikit-learn too: the digits loader imports it on first
+    use, and two jobs starting at once would import it in two threads)."""
+    import sklearn.datasets  # noqa: F401
+
     import dltricks.data
     import dltricks.diagnose
     import dltricks.nn
+    import dltricks.serve.jobs
     import dltricks.train  # noqa: F401
 
 
+Stage = Literal["surfaces", "runs", "jobs"]
+#: What the background loader does, in order, and what each stage makes ready: ``surfaces``
+#: (contour grids), ``runs`` (surface runs), ``jobs`` (training jobs).
+STAGES: tuple[tuple[Stage, Callable[[], None]], ...] = (
+    ("surfaces", import_surfaces),
+    ("runs", warm_up_runs),
+    ("jobs", import_jobs),
+)
+
+
 class _LibraryLoader:
-    """Runs :func:`import_library` then :func:`warm_up` once per process, in one thread.
+    """Runs the :data:`STAGES` once per process, in one thread, in order.
 
     Two threads importing the same package tree at once can deadlock on its circular imports
     (Python then raises in one of them), so every handler that needs the library waits for
-    this thread instead of importing on its own: reads of the catalogue and the form wait for
-    the imports, runs and jobs for the whole warm-up. One per process, as imports are.
+    the stage that imports what it uses instead of importing on its own. What the page reads
+    when it loads needs none of them (:mod:`dltricks.serve.catalogue`). One per process, as
+    imports are. A stage that fails marks every stage done: the handlers' own imports then
+    raise the error rather than wait forever.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._imported = threading.Event()
-        self._done = threading.Event()
+        self._done = {stage: threading.Event() for stage, _ in STAGES}
 
     def start(self) -> None:
         with self._lock:
@@ -132,23 +146,29 @@ class _LibraryLoader:
 
     def _run(self) -> None:
         try:
-            import_library()
+            for stage, load in STAGES:
+                load()
+                self._done[stage].set()
         finally:
-            self._imported.set()
-        try:
-            warm_up()
-        finally:
-            self._done.set()
+            for event in self._done.values():
+                event.set()
 
-    async def ready(self, *, runs: bool = False) -> None:
-        """Wait for the imports (and, with ``runs``, the whole warm-up)."""
+    async def ready(self, stage: Stage) -> None:
+        """Wait until ``stage`` (and the stages before it) has run."""
         self.start()
-        event = self._done if runs else self._imported
+        event = self._done[stage]
         if not event.is_set():
             await run_in_threadpool(event.wait)
 
 
 _LIBRARY = _LibraryLoader()
+
+
+def _catalogue() -> dict[str, Any]:
+    # Imported here: ``python -m dltricks.serve.catalogue`` runs that module as a script.
+    from dltricks.serve.catalogue import load_catalogue
+
+    return load_catalogue()
 
 
 def create_app(
@@ -181,13 +201,10 @@ def create_app(
         return FileResponse(STATIC_DIR / "index.html")
 
     async def surfaces(request: Request) -> Response:
-        await _LIBRARY.ready()
-        from dltricks.serve.surfaces import surface_catalogue
-
-        return JSONResponse(await run_in_threadpool(surface_catalogue))
+        return JSONResponse(_catalogue()["surfaces"])
 
     async def grid(request: Request) -> Response:
-        await _LIBRARY.ready()
+        await _LIBRARY.ready("surfaces")
         text = request.query_params.get("n", "80")
         try:
             n = int(text)
@@ -204,7 +221,7 @@ def create_app(
             return JSONResponse({"error": str(error), "field": error.field}, status_code=status)
 
     async def surface_run(request: Request) -> Response:
-        await _LIBRARY.ready(runs=True)
+        await _LIBRARY.ready("runs")
         try:
             body = await _json_body(request)
         except (_BodyTooLargeError, _NotJsonError) as error:
@@ -224,22 +241,10 @@ def create_app(
             surface_slots.release()
 
     async def optimizers(request: Request) -> Response:
-        await _LIBRARY.ready()
-        from dltricks.serve.optimizers import OPTIMIZERS
-
-        return JSONResponse(
-            {
-                name: {
-                    "hyperparameters": {
-                        k: list(v) if isinstance(v, tuple) else v for k, v in entry.defaults.items()
-                    }
-                }
-                for name, entry in OPTIMIZERS.items()
-            }
-        )
+        return JSONResponse(_catalogue()["optimizers"])
 
     async def train(request: Request) -> Response:
-        await _LIBRARY.ready(runs=True)
+        await _LIBRARY.ready("jobs")
         try:
             body = await _json_body(request)
         except (_BodyTooLargeError, _NotJsonError) as error:
@@ -255,32 +260,27 @@ def create_app(
         return JSONResponse({"id": job.id, "status": job.status}, status_code=201)
 
     async def options(request: Request) -> Response:
-        await _LIBRARY.ready()
-        from dltricks.serve.jobs import train_options
-
-        return JSONResponse(await run_in_threadpool(train_options))
+        return JSONResponse(_catalogue()["train_options"])
 
     def _missing(job_id: str) -> JSONResponse:
         return JSONResponse({"error": f"no training job {job_id!r}", "field": "id"}, 404)
 
     async def job_get(request: Request) -> Response:
-        await _LIBRARY.ready()
+        await _LIBRARY.ready("jobs")
         job_id = request.path_params["job_id"]
         job = manager().get(job_id)
         return _missing(job_id) if job is None else JSONResponse(job.snapshot())
 
     async def job_delete(request: Request) -> Response:
-        await _LIBRARY.ready(runs=True)
+        await _LIBRARY.ready("jobs")
         job_id = request.path_params["job_id"]
         job = await run_in_threadpool(lambda: manager().cancel(job_id))
         return _missing(job_id) if job is None else JSONResponse(job.snapshot())
 
     async def report_info(request: Request) -> Response:
-        await _LIBRARY.ready()
-        from dltricks.lab.registry import TRICKS
-
         sections = [
-            {"trick": t, "href": f"/report/index.html#{t.replace(' ', '-')}"} for t in TRICKS
+            {"trick": t, "href": f"/report/index.html#{t.replace(' ', '-')}"}
+            for t in _catalogue()["tricks"]
         ]
         return JSONResponse({"available": has_report, "sections": sections})
 

@@ -22,7 +22,14 @@ from dltricks.serve.fields import RequestError, check_value
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["HYPERPARAMETERS", "OPTIMIZERS", "OptimizerEntry", "build_optimizer", "hyperparameters"]
+__all__ = [
+    "HYPERPARAMETERS",
+    "OPTIMIZERS",
+    "OptimizerEntry",
+    "build_optimizer",
+    "hyperparameters",
+    "optimizer_catalogue",
+]
 
 _UNIT = Float(0.0, 1.0, high_open=True)
 #: The rule of each hyperparameter a request may set (the lr has its own, per endpoint).
@@ -72,6 +79,20 @@ OPTIMIZERS: dict[str, OptimizerEntry] = {
 }
 
 
+def optimizer_catalogue() -> dict[str, dict[str, Any]]:
+    """Each optimizer on offer with its hyperparameters and their defaults (``betas`` as a list,
+    as JSON has it): ``{name: {"hyperparameters": {name: default}}}``."""
+    return {
+        name: {
+            "hyperparameters": {
+                key: list(value) if isinstance(value, tuple) else value
+                for key, value in entry.defaults.items()
+            }
+        }
+        for name, entry in OPTIMIZERS.items()
+    }
+
+
 def hyperparameters(name: str, given: Mapping[str, Any], what: str) -> dict[str, Any]:
     """The hyperparameters of optimizer ``name``: its defaults with ``given`` checked over them.
 
@@ -97,12 +118,19 @@ def hyperparameters(name: str, given: Mapping[str, Any], what: str) -> dict[str,
 
 
 def build_optimizer(
-    name: str, lr: float, settings: Mapping[str, Any], weight_decay: float = 0.0
+    name: str,
+    lr: float,
+    settings: Mapping[str, Any],
+    weight_decay: float = 0.0,
+    *,
+    fast: bool | None = None,
 ) -> Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]:
     """A ``params -> optimizer`` factory for optimizer ``name`` at ``lr`` with ``settings``.
 
     ``weight_decay`` is the optimizer's own (torch's meaning: decoupled for AdamW and Lion, an
-    L2 gradient term for the others).
+    L2 gradient term for the others). ``fast`` is the optimizer's execution path (None: the
+    library's choice by size; False: eager, the path a 2-vector takes anyway, without the fast
+    path's per-step checks of its buckets).
     """
     from dltricks import optim
 
@@ -111,7 +139,9 @@ def build_optimizer(
     kwargs = {**settings, **entry.fixed, "weight_decay": weight_decay}
 
     def make(params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
-        optimizer: torch.optim.Optimizer = cls(params, lr=lr, nonfinite="ignore", **kwargs)
+        optimizer: torch.optim.Optimizer = cls(
+            params, lr=lr, nonfinite="ignore", fast=fast, **kwargs
+        )
         return optimizer
 
     return make

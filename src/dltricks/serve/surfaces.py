@@ -134,7 +134,9 @@ def run_surface(body: Any) -> dict[str, Any]:
     settings = hyperparameters(request["optimizer"], given, what)
     surface = get_surface(request["surface"])
     start = surface.start if request["start"] is None else tuple(request["start"])
-    factory = build_optimizer(request["optimizer"], request["lr"], settings)
+    # Eager, always: the fast path leaves a 2-vector eager anyway (far below the size that pays)
+    # after its own per-step bookkeeping, and with DLTRICKS_FAST=1 it would compile a kernel.
+    factory = build_optimizer(request["optimizer"], request["lr"], settings, fast=False)
     trajectory = run_trajectory(surface, factory, start, request["steps"])
     metrics = measure(trajectory, surface)
     return {

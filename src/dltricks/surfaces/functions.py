@@ -57,6 +57,7 @@ __all__ = [
 MinimumKind = Literal["global", "local"]
 Window = tuple[tuple[float, float], tuple[float, float]]
 SurfaceFn = Callable[[torch.Tensor], torch.Tensor]
+PointFn = Callable[[float, float], tuple[float, float, float]]
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,11 @@ class Surface:
     ``log_levels`` says whether contour levels should be log-spaced (surfaces whose values span
     many decades). ``saddles`` lists saddle points (stationary, not minima) that an optimizer
     may have to escape, and ``saddle_radius`` the neighbourhood used to say it has left one.
+
+    ``value_and_grad(x, y)`` gives ``(f, df/dx, df/dy)`` at one point as Python floats: the
+    numbers ``fn`` and ``grad`` give on a float64 2-vector, bit for bit (the same operations in
+    the same order; the tests check), without dispatching a dozen tensor operations. The
+    trajectory runner takes it when it is there (None: it calls ``fn`` and ``grad``).
     """
 
     name: str
@@ -90,6 +96,7 @@ class Surface:
     saddle_radius: float = 1.0
     log_levels: bool = False
     params: dict[str, float] = field(default_factory=dict)
+    value_and_grad: PointFn | None = None
 
     def __call__(self, xy: torch.Tensor) -> torch.Tensor:
         return self.fn(xy)
@@ -114,6 +121,42 @@ def _stack(gx: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
     return torch.stack((gx, gy), dim=-1)
 
 
+# The float versions of the formulas (``Surface.value_and_grad``) repeat torch's arithmetic on
+# float64: t**2 is t*t and t**3 is t*t*t there, t**4 is pow(t, 4); exp, cos and sin are
+# torch's own (they differ from the math module's in the last bit), on a tensor made from the
+# float argument.
+
+
+def _exp(value: float) -> float:
+    return float(torch.exp(torch.tensor(value, dtype=torch.float64)))
+
+
+def _power(value: float, exponent: int) -> float:
+    """value ** exponent for exponent 0..3, as torch computes it on float64."""
+    if exponent == 0:
+        return 1.0
+    if exponent == 1:
+        return value
+    if exponent == 2:
+        return value * value
+    if exponent == 3:
+        return value * value * value
+    raise ValueError(f"exponent must be 0..3, got {exponent}")
+
+
+def _fourth_power(value: float) -> float:
+    """value ** 4 as torch computes it (pow), infinite where it overflows (math raises)."""
+    try:
+        return math.pow(value, 4)
+    except OverflowError:
+        return math.inf
+
+
+def _cos_sin(u: float, v: float) -> tuple[list[float], list[float]]:
+    angles = torch.tensor((u, v), dtype=torch.float64)
+    return torch.cos(angles).tolist(), torch.sin(angles).tolist()
+
+
 # --------------------------------------------------------------------------- quadratic bowl
 
 
@@ -134,6 +177,9 @@ def quadratic(kappa: float = 10.0) -> Surface:
         x, y = _split(xy)
         return _stack(x, kappa * y)
 
+    def value_and_grad(x: float, y: float) -> tuple[float, float, float]:
+        return 0.5 * (x * x + kappa * (y * y)), x, kappa * y
+
     half_y = 2.5 / math.sqrt(kappa) + 0.5
     return Surface(
         name="quadratic",
@@ -145,6 +191,7 @@ def quadratic(kappa: float = 10.0) -> Surface:
         start=(-2.0, 2.0 / math.sqrt(kappa)),
         log_levels=True,
         params={"kappa": float(kappa)},
+        value_and_grad=value_and_grad,
     )
 
 
@@ -166,6 +213,10 @@ def rosenbrock() -> Surface:
         x, y = _split(xy)
         return _stack(-2 * (1 - x) - 400 * x * (y - x**2), 200 * (y - x**2))
 
+    def value_and_grad(x: float, y: float) -> tuple[float, float, float]:
+        a, b = 1 - x, y - x * x
+        return a * a + 100 * (b * b), -2 * a - 400 * x * b, 200 * b
+
     return Surface(
         name="rosenbrock",
         formula="(1−x)² + 100(y−x²)²",
@@ -175,6 +226,7 @@ def rosenbrock() -> Surface:
         window=((-2.5, 2.5), (-1.5, 4.5)),
         start=(-2.0, 2.0),
         log_levels=True,
+        value_and_grad=value_and_grad,
     )
 
 
@@ -208,11 +260,22 @@ def beale() -> Surface:
             gy = gy + 2 * t * p * x * y ** (p - 1)
         return _stack(gx, gy)
 
+    def value_and_grad(x: float, y: float) -> tuple[float, float, float]:
+        f = gx = gy = 0.0
+        for i, c in enumerate(_BEALE_C):
+            p = i + 1
+            t = c - x + x * _power(y, p)
+            f = f + t * t
+            gx = gx + 2 * t * (_power(y, p) - 1)
+            gy = gy + 2 * t * p * x * _power(y, p - 1)
+        return f, gx, gy
+
     return Surface(
         name="beale",
         formula="Σᵢ (cᵢ − x + x·yⁱ)², c = 1.5, 2.25, 2.625",
         fn=fn,
         grad=grad,
+        value_and_grad=value_and_grad,
         minima=(Minimum((3.0, 0.5), 0.0, "global"),),
         window=((-4.5, 4.5), (-4.5, 4.5)),
         start=(3.0, 4.0),
@@ -255,11 +318,18 @@ def himmelblau() -> Surface:
 
     guesses = ((3.0, 2.0), (-2.805118, 3.131313), (-3.779310, -3.283186), (3.584428, -1.848126))
     minima = tuple(Minimum(_newton_2d(grad, g), 0.0, "global") for g in guesses)
+
+    def value_and_grad(x: float, y: float) -> tuple[float, float, float]:
+        a = x * x + y - 11
+        b = x + y * y - 7
+        return a * a + b * b, 4 * x * a + 2 * b, 2 * a + 4 * y * b
+
     return Surface(
         name="himmelblau",
         formula="(x² + y − 11)² + (x + y² − 7)²",
         fn=fn,
         grad=grad,
+        value_and_grad=value_and_grad,
         minima=minima,
         window=((-5.0, 5.0), (-5.0, 5.0)),
         start=(-0.5, -0.5),
@@ -317,11 +387,18 @@ def rastrigin(amplitude: float = 10.0, extent: int = 4) -> Surface:
             xj, xk = roots[j], roots[k]
             minima.append(Minimum((xj, xk), 2 * a + g1(xj) + g1(xk), "local"))
     w = extent + 0.5
+
+    def value_and_grad(x: float, y: float) -> tuple[float, float, float]:
+        (cx, cy), (sx, sy) = _cos_sin(2 * math.pi * x, 2 * math.pi * y)
+        f = 2 * a + x * x - a * cx + y * y - a * cy
+        return f, 2 * x + 2 * math.pi * a * sx, 2 * y + 2 * math.pi * a * sy
+
     return Surface(
         name="rastrigin",
         formula=f"{2 * a:g} + Σᵢ (xᵢ² − {a:g}·cos 2πxᵢ)",
         fn=fn,
         grad=grad,
+        value_and_grad=value_and_grad,
         minima=tuple(minima),
         window=((-w, w), (-w, w)),
         start=(-2.0, 3.5),
@@ -349,11 +426,16 @@ def plateau() -> Surface:
         e = torch.exp(-(x**2 + y**2) / 2)
         return _stack(x * e, y * e)
 
+    def value_and_grad(x: float, y: float) -> tuple[float, float, float]:
+        e = _exp(-(x * x + y * y) / 2)
+        return 1 - e, x * e, y * e
+
     return Surface(
         name="plateau",
         formula="1 − exp(−(x² + y²)/2)",
         fn=fn,
         grad=grad,
+        value_and_grad=value_and_grad,
         minima=(Minimum((0.0, 0.0), 0.0, "global"),),
         window=((-4.0, 4.0), (-4.0, 4.0)),
         start=(3.0, 1.5),
@@ -379,11 +461,15 @@ def saddle() -> Surface:
         x, y = _split(xy)
         return _stack(2 * x, -2 * y)
 
+    def value_and_grad(x: float, y: float) -> tuple[float, float, float]:
+        return x * x - y * y, 2 * x, -2 * y
+
     return Surface(
         name="saddle",
         formula="x² − y²",
         fn=fn,
         grad=grad,
+        value_and_grad=value_and_grad,
         minima=(),
         window=((-1.5, 1.5), (-1.5, 1.5)),
         start=(1.0, 1e-3),
@@ -407,11 +493,15 @@ def monkey_saddle() -> Surface:
         x, y = _split(xy)
         return _stack(3 * x**2 - 3 * y**2, -6 * x * y)
 
+    def value_and_grad(x: float, y: float) -> tuple[float, float, float]:
+        return x * x * x - 3 * x * (y * y), 3 * (x * x) - 3 * (y * y), -6 * x * y
+
     return Surface(
         name="monkey_saddle",
         formula="x³ − 3xy²",
         fn=fn,
         grad=grad,
+        value_and_grad=value_and_grad,
         minima=(),
         window=((-1.5, 1.5), (-1.5, 1.5)),
         start=(1.0, 0.2),
@@ -457,11 +547,16 @@ def double_well() -> Surface:
         x, y = _split(xy)
         return _stack(4 * x**3 - 6 * x + 1, 2 * y)
 
+    def value_and_grad(x: float, y: float) -> tuple[float, float, float]:
+        f = _fourth_power(x) - 3 * (x * x) + x + y * y
+        return f, 4 * (x * x * x) - 6 * x + 1, 2 * y
+
     return Surface(
         name="double_well",
         formula="x⁴ − 3x² + x + y²",
         fn=fn,
         grad=grad,
+        value_and_grad=value_and_grad,
         minima=(Minimum((lo, 0.0), f1(lo), "global"), Minimum((hi, 0.0), f1(hi), "local")),
         window=((-2.2, 2.2), (-1.5, 1.5)),
         start=(2.0, 1.0),
@@ -488,11 +583,16 @@ def goh_banana() -> Surface:
         x, y = _split(xy)
         return _stack(-2 * (1 - x) - 80 * x * (3 * y - x**2), 120 * (3 * y - x**2))
 
+    def value_and_grad(x: float, y: float) -> tuple[float, float, float]:
+        a, b = 1 - x, 3 * y - x * x
+        return a * a + 20 * (b * b), -2 * a - 80 * x * b, 120 * b
+
     return Surface(
         name="goh_banana",
         formula="(1−x)² + 20(3y−x²)²",
         fn=fn,
         grad=grad,
+        value_and_grad=value_and_grad,
         minima=(Minimum((1.0, 1.0 / 3.0), 0.0, "global"),),
         window=((-2.0, 2.0), (-0.5, 1.5)),
         start=(-1.5, 1.0),

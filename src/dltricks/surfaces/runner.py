@@ -20,6 +20,7 @@ Metrics (all functions of a :class:`Trajectory`):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -85,73 +86,100 @@ def run_trajectory(
     """Run ``make_optimizer([p])`` on ``surface`` from ``start`` (default: the surface's).
 
     ``gradient="analytic"`` sets ``p.grad`` from the surface's hand-written gradient (the tests
-    check it equals autograd's; it is several times faster per step), ``"autograd"`` calls
-    ``backward``. The optimizer's ``step`` gets a closure, so closure-based optimizers work too.
+    check it equals autograd's; it is several times faster per step), computed on Python
+    floats by the surface's ``value_and_grad`` where it has one (the same numbers, several
+    times faster again); ``"autograd"`` calls ``backward``. The optimizer's ``step`` gets a
+    closure, so closure-based optimizers work too.
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
     x0 = surface.start if start is None else tuple(start)
     param = torch.nn.Parameter(torch.tensor(x0, dtype=torch.float64))
     optimizer = make_optimizer([param])
+    analytic = gradient == "analytic"
+    at_point = surface.value_and_grad if analytic else None
+    # The gradient is written into this buffer (through its numpy view) and handed over as
+    # p.grad; an optimizer that replaces p.grad (a fast path's flat buffer) gets a copy.
+    grad_buffer = torch.zeros(2, dtype=torch.float64)
+    grad_view = grad_buffer.numpy()
 
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad(set_to_none=False)
-        if gradient == "autograd":
+    def evaluate() -> tuple[float, float, float, float, float]:
+        """x, y, f and its gradient at the parameter, with p.grad set to the gradient."""
+        if at_point is not None:
+            x, y = param.tolist()
+            f, gx, gy = at_point(x, y)
+            grad_view[0], grad_view[1] = gx, gy
+        elif analytic:
+            with torch.no_grad():
+                loss = surface.fn(param)
+                grad_buffer.copy_(surface.grad(param))
+            x, y = param.tolist()
+            f = loss.item()
+            gx, gy = grad_view.tolist()
+        else:
+            optimizer.zero_grad(set_to_none=False)
             loss = surface.fn(param)
             loss.backward()
-            return loss.detach()
-        with torch.no_grad():
-            loss = surface.fn(param)
-            if param.grad is None:
-                param.grad = surface.grad(param)
-            else:
-                param.grad.copy_(surface.grad(param))
-        return loss
+            assert param.grad is not None
+            x, y = param.tolist()
+            f = loss.item()
+            gx, gy = param.grad.tolist()
+            return x, y, f, gx, gy
+        if param.grad is None:
+            param.grad = grad_buffer
+        elif param.grad is not grad_buffer:
+            param.grad.copy_(grad_buffer)
+        return x, y, f, gx, gy
+
+    def closure() -> float:
+        return evaluate()[2]
 
     # p.grad already holds the gradient at x_t when step() runs, so the closure handed to the
-    # optimizer returns the cached loss on its first call (no second evaluation for SGD, Adam,
-    # ...) and re-evaluates only when called again (LBFGS's line search moves p in between).
+    # optimizer returns the loss already computed on its first call (no second evaluation for
+    # SGD, Adam, ...) and evaluates again only when called again (LBFGS's line search moves p
+    # in between).
     fresh = [False]
-    cached: list[torch.Tensor] = []
+    cached = [0.0]
 
-    def step_closure() -> torch.Tensor:
+    def step_closure() -> float:
         if fresh[0]:
             fresh[0] = False
             return cached[0]
         return closure()
 
-    points = np.empty((steps + 1, 2))
-    losses = np.empty(steps + 1)
-    grad_norms = np.empty(steps + 1)
+    # On a 2-vector the arithmetic is nothing and each tensor operation costs microseconds of
+    # dispatch (a surface's formulas are a dozen each): the loop reads each point once, as
+    # Python floats, and checks it in Python; a surface's value_and_grad computes the loss and
+    # gradient on those floats (bit for bit fn's and grad's).
+    points: list[tuple[float, float]] = []
+    losses: list[float] = []
+    grad_norms: list[float] = []
     diverged_at: int | None = None
-    count = 0
+    isfinite = math.isfinite
     for t in range(steps + 1):
-        loss = closure()
-        cached[:] = [loss]
-        point = param.detach().numpy().copy()
-        loss_value = float(loss)
-        assert param.grad is not None
-        grad_norm = float(torch.linalg.vector_norm(param.grad))
-        bad = (
-            not np.all(np.isfinite(point))
-            or not np.isfinite(loss_value)
-            or not np.isfinite(grad_norm)
-            or float(np.max(np.abs(point))) > divergence_bound
-        )
-        if bad:
+        x, y, loss_value, gx, gy = evaluate()
+        grad_norm = math.hypot(gx, gy)
+        if not (
+            isfinite(x)
+            and isfinite(y)
+            and isfinite(loss_value)
+            and isfinite(grad_norm)
+            and max(abs(x), abs(y)) <= divergence_bound
+        ):
             diverged_at = t
             break
-        points[t], losses[t], grad_norms[t] = point, loss_value, grad_norm
-        count = t + 1
+        points.append((x, y))
+        losses.append(loss_value)
+        grad_norms.append(grad_norm)
         if t < steps:
+            cached[0] = loss_value
             fresh[0] = True
-            # torch's stub types the closure as returning float; a tensor loss is what it gets.
-            optimizer.step(step_closure)  # type: ignore[arg-type]
+            optimizer.step(step_closure)
     return Trajectory(
         surface=surface.name,
-        points=points[:count],
-        losses=losses[:count],
-        grad_norms=grad_norms[:count],
+        points=np.array(points, dtype=np.float64).reshape(len(points), 2),
+        losses=np.array(losses, dtype=np.float64),
+        grad_norms=np.array(grad_norms, dtype=np.float64),
         steps=steps,
         diverged=diverged_at is not None,
         diverged_at=diverged_at,

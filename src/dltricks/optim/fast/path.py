@@ -89,6 +89,18 @@ class FlatPath:
     def _build(self, group: dict[str, Any], key: Any, previous: _GroupPlan | None) -> _GroupPlan:
         opt = self.optimizer
         params: list[Tensor] = list(group["params"])
+        ours = {id(p) for b in previous.buckets for p in b.params} if previous else set()
+        partitions: dict[tuple[torch.dtype, torch.device], list[Tensor]] = {}
+        eager: list[Tensor] = []
+        for p in params:
+            if self._eligible(p, id(p) in ours):
+                partitions.setdefault((p.dtype, p.device), []).append(p)
+            else:
+                eager.append(p)
+        if all(sum(p.numel() for p in members) < self.min_numel for members in partitions.values()):
+            # Nothing to fuse: no need for the fused update (its first use in a process
+            # imports torch's compiler, seconds).
+            return _GroupPlan(group, params, key, [], list(params))
         chain = opt.chain_for(group)
         hyper = opt.group_hyper(group)
         fused = fused_update_for(key, chain, hyper, bindable=opt.chain_is_fixed)
@@ -98,14 +110,6 @@ class FlatPath:
             if not (isinstance(fused, str) and chain.per_tensor):
                 self._warn_once(key, fused if isinstance(fused, str) else fused.failure)
             return _GroupPlan(group, params, key, [], list(params))
-        ours = {id(p) for b in previous.buckets for p in b.params} if previous else set()
-        partitions: dict[tuple[torch.dtype, torch.device], list[Tensor]] = {}
-        eager: list[Tensor] = []
-        for p in params:
-            if self._eligible(p, id(p) in ours):
-                partitions.setdefault((p.dtype, p.device), []).append(p)
-            else:
-                eager.append(p)
         buckets = []
         for members in partitions.values():
             if sum(p.numel() for p in members) < self.min_numel:

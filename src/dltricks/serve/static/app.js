@@ -117,7 +117,16 @@ function drawSurface(upTo) {
   const canvas = surfaceCanvas();
   const ctx = canvas.getContext("2d");
   const surface = state.surfaces[document.getElementById("surface").value];
-  if (state.background) ctx.drawImage(state.background, 0, 0);
+  if (state.background) {
+    ctx.drawImage(state.background, 0, 0);
+  } else {
+    // The contour comes once the server has imported torch (seconds after it starts).
+    ctx.fillStyle = "#eee";
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    ctx.fillStyle = "#555";
+    ctx.font = "14px sans-serif";
+    ctx.fillText("loading the surface…", 16, 28);
+  }
   for (const run of state.runs) {
     const points = run.result.trajectory;
     if (!points.length) continue;  // diverged at its start point
@@ -294,6 +303,11 @@ async function runSurfaces() {
       const result = await api("POST", "/api/surfaces/run", requests[i]);
       runs.push({ label: requests[i].optimizer, color: COLORS[i], result, request: requests[i] });
     }
+    if (document.getElementById("surface").value !== name) {  // another surface was chosen
+      status.textContent = "";
+      document.body.dataset.surfaceState = "idle";
+      return;
+    }
     state.runs = runs;
     status.textContent = runs.length ? "" : "no optimizer chosen";
     for (const r of runs) {
@@ -313,17 +327,37 @@ async function runSurfaces() {
 }
 
 async function selectSurface() {
-  const name = document.getElementById("surface").value;
+  const select = document.getElementById("surface");
+  const name = select.value;
   const surface = state.surfaces[name];
   document.getElementById("surface-description").textContent =
     `${surface.formula}: ${surface.description}`;
   state.start = surface.start.slice();
   showStart();
+  if (state.animation) {
+    cancelAnimationFrame(state.animation);
+    document.body.dataset.surfaceState = "idle";
+  }
+  state.animation = null;
   state.runs = [];
-  state.grid = await api("GET", `/api/surfaces/${name}/grid?n=120`);
-  drawBackground(surface, state.grid);
+  state.frame = 0;
+  state.grid = null;
+  state.background = null;
   drawSurface(0);
   updateLossChart(0);
+  document.body.dataset.gridState = "loading";
+  try {
+    const grid = await api("GET", `/api/surfaces/${name}/grid?n=120`);
+    if (select.value !== name) return;  // another surface was chosen meanwhile
+    state.grid = grid;
+    drawBackground(surface, grid);
+    if (!state.animation) drawSurface(state.frame);
+    document.body.dataset.gridState = "done";
+  } catch (error) {
+    if (select.value !== name) return;
+    document.getElementById("surface-status").textContent = `error: ${error.message}`;
+    document.body.dataset.gridState = "error";
+  }
 }
 
 function showStart() {
@@ -353,7 +387,8 @@ async function setupSurfaces() {
     showStart();
     drawSurface(state.frame);
   });
-  await selectSurface();
+  // The controls are usable now; the contour follows when the server has it.
+  selectSurface();
 }
 
 // ---------------------------------------------------------------- network lab
