@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from dltricks.optim.base import Hyper, Hyperparameter, Transform, resolve, stateless
+from dltricks.optim.base import Hyper, Hyperparameter, Scalar, Transform, resolve, stateless
+
+
+def _is_zero(value: Scalar) -> bool:
+    """A Python number equal to 0: no decay, and no pass over the tensor (torch skips it too).
+
+    A tensor (the fast path's traced hyperparameters, a tensor ``weight_decay``) is never
+    inspected here: the kernel stays one graph whatever the value.
+    """
+    return not isinstance(value, Tensor) and value == 0
 
 
 def add_l2_penalty(weight_decay: Hyperparameter = "weight_decay") -> Transform:
@@ -19,7 +28,7 @@ def add_l2_penalty(weight_decay: Hyperparameter = "weight_decay") -> Transform:
 
     def update(u: Tensor, param: Tensor, hyper: Hyper) -> Tensor:
         wd = resolve(weight_decay, hyper)
-        return u + wd * param
+        return u if _is_zero(wd) else u + wd * param
 
     return stateless(f"add_l2_penalty({weight_decay})", update, elementwise=True)
 
@@ -36,6 +45,6 @@ def add_decayed_weights(weight_decay: Hyperparameter = "weight_decay") -> Transf
 
     def update(u: Tensor, param: Tensor, hyper: Hyper) -> Tensor:
         wd = resolve(weight_decay, hyper)
-        return u + wd * param
+        return u if _is_zero(wd) else u + wd * param
 
     return stateless(f"add_decayed_weights({weight_decay})", update, elementwise=True)
