@@ -41,6 +41,13 @@ optimizer's precision: to ``fp32`` by decoding (exact for bf16; the dequantized 
 int8), to ``bf16`` by rounding to nearest, to ``int8`` by quantizing the (decoded) values.
 A state in the optimizer's own form loads back bit for bit.
 
+Speed: the state's bytes are saved, but on a CPU the fused kernels are not yet faster than
+the float32 one: inductor (torch 2.13) loads 1- and 2-byte buffers beside float32 ones with
+partial vector loads and keeps the int8 block maximum's inputs in float32 temporaries, so the
+bf16 step takes about 2.4x and the int8 step about 13x torch's fused float32 AdamW at 20M
+parameters (``benchmarks/results/optim_step_lowbit_cpu.md``). Low-precision state is for
+memory.
+
 Both paths run the same encode and decode functions (the fast path inside its one kernel):
 they agree to the rounding of the stored form; the random bits of ``bf16`` depend on an
 element's position in the flat buffer, so the two paths draw different (equally distributed)
