@@ -41,6 +41,10 @@ optimizer's precision: to ``fp32`` by decoding (exact for bf16; the dequantized 
 int8), to ``bf16`` by rounding to nearest, to ``int8`` by quantizing the (decoded) values.
 A state in the optimizer's own form loads back bit for bit.
 
+Caveat: moments are rounded independently, so a quantity computed from two of them may lose
+a property exact arithmetic guarantees: centered RMSprop's ``v - a^2`` can come out slightly
+negative under int8 when the gradient barely varies (its square root is then NaN).
+
 Speed: the state's bytes are saved, but on a CPU the fused kernels are not yet faster than
 the float32 one: inductor (torch 2.13) loads 1- and 2-byte buffers beside float32 ones with
 partial vector loads and keeps the int8 block maximum's inputs in float32 temporaries, so the
