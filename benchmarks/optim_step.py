@@ -427,6 +427,151 @@ def _targets(rows: list[Row]) -> list[str]:
     return out
 
 
+# -- low-precision optimizer state (state_precision) ------------------------------------------
+
+LOWBIT_BYTES = {
+    # p read+write 8, g 4, then the moments read and written: fp32 16, bf16 8, int8 4 (plus
+    # a float32 absmax per 256-element block of each moment, read and written: 0.06).
+    "dltricks fp32": 28.0,
+    "dltricks bf16": 20.0,
+    "dltricks int8": 16.0 + 2 * 2 * 4 / 256,
+    "torch fused fp32": 28.0,
+    # bfloat16 parameters, gradients and state: p 4, g 2, m 4, v 4.
+    "torch fused, bf16 params": 14.0,
+    "torchao AdamW8bit": 16.0 + 2 * 2 * 4 / 256,
+    "torchao AdamW4bit": 14.0 + 2 * 2 * 4 / 128,
+    "torchao bf16 SR": 20.0,
+}
+
+
+def _torchao_modes(params: list[torch.nn.Parameter]) -> dict[str, torch.optim.Optimizer]:
+    """torchao's low-bit AdamW variants, where torchao is installed."""
+    try:
+        from torchao import optim as ao  # type: ignore[import-not-found]
+    except ImportError:
+        return {}
+    out: dict[str, torch.optim.Optimizer] = {}
+    for name, make in (
+        ("torchao AdamW8bit", lambda ps: ao.AdamW8bit(ps, lr=1e-3)),
+        ("torchao AdamW4bit", lambda ps: ao.AdamW4bit(ps, lr=1e-3)),
+        ("torchao bf16 SR", lambda ps: ao._AdamW(ps, lr=1e-3, bf16_stochastic_round=True)),
+    ):
+        try:
+            out[name] = make([torch.nn.Parameter(p.detach().clone()) for p in params])
+        except Exception as error:  # an API change: say so, time the rest
+            print(f"  {name}: {type(error).__name__}: {error}", file=sys.stderr)
+    return out
+
+
+def _state_bytes_per_param(optimizer: torch.optim.Optimizer, numel: int) -> float:
+    total = 0
+    for entry in optimizer.state.values():
+        for key, value in entry.items():
+            if key != "step" and isinstance(value, torch.Tensor):
+                total += value.numel() * value.element_size()
+    return total / numel
+
+
+def _lowbit_report(size: str, rounds: int, command: str) -> list[str]:
+    """AdamW with fp32, bf16 and int8 state against torch's fused fp32 AdamW at ``size``."""
+    numel, tensors = SIZES[size]
+    stream_a, stream_b = torch.randn(numel), torch.randn(numel)
+    base = _params(numel, tensors, seed=0)
+    optimizers: dict[str, torch.optim.Optimizer] = {}
+    for precision in ("fp32", "bf16", "int8"):
+        params = [torch.nn.Parameter(p.detach().clone()) for p in base]
+        for p, q in zip(params, base, strict=True):
+            p.grad = q.grad.clone()  # type: ignore[union-attr]
+        optimizers[f"dltricks {precision}"] = ours.AdamW(
+            params, lr=1e-3, nonfinite="ignore", state_precision=precision
+        )
+    optimizers["torch fused fp32"] = torch.optim.AdamW(base, lr=1e-3, fused=True)
+    half = []
+    for p in base:
+        q = torch.nn.Parameter(p.detach().to(torch.bfloat16))
+        q.grad = p.grad.to(torch.bfloat16)  # type: ignore[union-attr]
+        half.append(q)
+    optimizers["torch fused, bf16 params"] = torch.optim.AdamW(half, lr=1e-3, fused=True)
+    for name, opt in _torchao_modes(base).items():
+        for p, q in zip(opt.param_groups[0]["params"], base, strict=True):
+            p.grad = q.grad.clone()  # type: ignore[union-attr]
+        optimizers[name] = opt
+    first = {}
+    for name, opt in optimizers.items():  # warm-up: compile, state allocation, page faults
+        first[name] = _timed(opt.step)
+        opt.step()
+    modes: dict[str, Callable[[], Any]] = {name: opt.step for name, opt in optimizers.items()}
+    modes["a.add_(b)"] = lambda: stream_a.add_(stream_b)
+    times: dict[str, list[float]] = {name: [] for name in modes}
+    shuffle = random.Random(len(times))
+    for _ in range(rounds):
+        order = list(modes.items())
+        shuffle.shuffle(order)
+        for name, step in order:
+            times[name].append(_timed(step))
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    bandwidth = 12 * numel / medians.pop("a.add_(b)")
+    reference = medians["torch fused fp32"]
+    lines = [
+        "| mode | step ms | / torch fused fp32 | state B/param | moved B/param | bound ms "
+        "| share of bound | first step s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, median in medians.items():
+        moved = LOWBIT_BYTES.get(name, float("nan"))
+        bound = moved * numel / bandwidth
+        lines.append(
+            f"| {name} | {median * 1e3:.3g} | {median / reference:.2f} | "
+            f"{_state_bytes_per_param(optimizers[name], numel):.3g} | {moved:.3g} | "
+            f"{bound * 1e3:.3g} | {bound / median:.0%} | {first[name]:.2f} |"
+        )
+    ratios = {p: medians[f"dltricks {p}"] / reference for p in ("bf16", "int8")}
+    state = {
+        p: _state_bytes_per_param(optimizers[f"dltricks {p}"], numel) for p in ("bf16", "int8")
+    }
+    targets = [
+        f"- bf16 state: {ratios['bf16']:.2f}x torch fused fp32 (target <= 0.85): "
+        f"{'met' if ratios['bf16'] <= 0.85 else 'missed'}; state {state['bf16']:.3g} B/param "
+        f"(target <= 4.1): {'met' if state['bf16'] <= 4.1 else 'missed'}",
+        f"- int8 state: {ratios['int8']:.2f}x torch fused fp32 (target <= 0.70): "
+        f"{'met' if ratios['int8'] <= 0.70 else 'missed'}; state {state['int8']:.3g} B/param "
+        f"(target <= 2.2): {'met' if state['int8'] <= 2.2 else 'missed'}",
+    ]
+    cpu = "unknown CPU"
+    if Path("/proc/cpuinfo").exists():
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    missing = (
+        ""
+        if any(n.startswith("torchao") for n in medians)
+        else (" torchao is not installed: its rows are absent.")
+    )
+    return [
+        "# AdamW step time with low-precision state, CPU",
+        "",
+        f"- command: `{command}`",
+        f"- machine: {cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}",
+        f"- torch {torch.__version__}, Python {platform.python_version()}",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {size}: "
+        f"{numel:,} float32 parameters in {tensors} tensors, {rounds} rounds",
+        f"- streaming bandwidth `a.add_(b)`: {bandwidth / 1e9:.1f} GB/s",
+        "",
+        "Median step time, modes interleaved in a shuffled order each round; dltricks on its",
+        'fast path with `nonfinite="ignore"` (the same work as torch). *state B/param*: bytes',
+        "of the optimizer state per parameter (step counts and seeds aside); *moved B/param*:",
+        "bytes a step reads and writes per parameter; *bound* = moved x parameters / bandwidth."
+        + missing,
+        "",
+        *lines,
+        "",
+        "## Targets",
+        "",
+        *targets,
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="100k,1m,50m", help="comma list of 100k, 1m, 50m")
@@ -447,9 +592,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", default=str(Path(__file__).parent / "results" / "optim_step_cpu.md")
     )
+    parser.add_argument(
+        "--lowbit",
+        action="store_true",
+        help="AdamW with state_precision fp32/bf16/int8 against torch fused fp32 (first size "
+        "only; writes optim_step_lowbit_cpu.md unless --out)",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.lowbit:
+        size = args.sizes.split(",")[0].strip().lower()
+        if size not in SIZES:
+            parser.error(f"unknown size {size!r}")
+        command = "python benchmarks/optim_step.py " + " ".join(
+            argv if argv is not None else sys.argv[1:]
+        )
+        report = _lowbit_report(size, args.rounds or 5, command.strip())
+        out = args.out
+        if out == str(Path(__file__).parent / "results" / "optim_step_cpu.md"):
+            out = str(Path(__file__).parent / "results" / "optim_step_lowbit_cpu.md")
+        Path(out).write_text("\n".join(report) + "\n")
+        print("\n".join(report))
+        return 0
     if args.cold_cache:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="dltricks-inductor-")
     sizes = [s.strip().lower() for s in args.sizes.split(",") if s.strip()]

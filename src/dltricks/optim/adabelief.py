@@ -83,6 +83,7 @@ class AdaBelief(ComposedOptimizer):
         *,
         nonfinite: NonFinitePolicy = "raise",
         fast: bool | None = None,
+        state_precision: str = "fp32",
     ) -> None:
         defaults = {
             "lr": lr,
@@ -99,7 +100,9 @@ class AdaBelief(ComposedOptimizer):
         # Read by pytorch-optimizer's rectify variant only (kept, as there, on the optimizer).
         self.n_sma_threshold = n_sma_threshold
         self.degenerated_to_sgd = degenerated_to_sgd
-        super().__init__(params, defaults, nonfinite=nonfinite, fast=fast)
+        super().__init__(
+            params, defaults, nonfinite=nonfinite, fast=fast, state_precision=state_precision
+        )
 
     def validate_group(self, group: Mapping[str, Any]) -> None:
         super().validate_group(group)

@@ -51,6 +51,7 @@ class Adadelta(ComposedOptimizer):
         differentiable: bool = False,
         nonfinite: NonFinitePolicy = "raise",
         fast: bool | None = None,
+        state_precision: str = "fp32",
     ) -> None:
         defaults = {
             "lr": lr,
@@ -62,7 +63,9 @@ class Adadelta(ComposedOptimizer):
             "maximize": maximize,
             "differentiable": differentiable,
         }
-        super().__init__(params, defaults, nonfinite=nonfinite, fast=fast)
+        super().__init__(
+            params, defaults, nonfinite=nonfinite, fast=fast, state_precision=state_precision
+        )
 
     def build_chain(self, options: Mapping[str, Any]) -> Transform:
         blocks = [negate()] if options["maximize"] else []

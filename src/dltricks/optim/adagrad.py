@@ -59,6 +59,7 @@ class Adagrad(ComposedOptimizer):
         fused: bool | None = None,
         nonfinite: NonFinitePolicy = "raise",
         fast: bool | None = None,
+        state_precision: str = "fp32",
     ) -> None:
         defaults = {
             "lr": lr,
@@ -71,7 +72,9 @@ class Adagrad(ComposedOptimizer):
             "differentiable": differentiable,
             "fused": fused,
         }
-        super().__init__(params, defaults, nonfinite=nonfinite, fast=fast)
+        super().__init__(
+            params, defaults, nonfinite=nonfinite, fast=fast, state_precision=state_precision
+        )
 
     def check_sparse_group(self, group: Mapping[str, Any]) -> None:
         # torch's sparse Adagrad updates only the rows of the gradient; a decay of every

@@ -59,6 +59,10 @@ class Adam(ComposedOptimizer):
     Chain: ``[negate] -> add_l2_penalty -> ratio(ema(beta1) -> bias_correction(beta1),
     ema_of_squares(beta2) -> [running_max] -> bias_correction(beta2) -> root(eps)) ->
     scale_by_learning_rate``. AMSGrad: Reddi, Kale & Kumar 2018.
+
+    ``state_precision="bf16"`` or ``"int8"`` stores ``m`` and ``v`` in 2 or about 1 byte each
+    (stochastically rounded bfloat16; 8-bit block codes): see
+    :mod:`dltricks.optim.state_precision`.
     """
 
     structural_options = ("amsgrad", "maximize", "decoupled_weight_decay")
@@ -91,6 +95,7 @@ class Adam(ComposedOptimizer):
         decoupled_weight_decay: bool = False,
         nonfinite: NonFinitePolicy = "raise",
         fast: bool | None = None,
+        state_precision: str = "fp32",
     ) -> None:
         defaults = {
             "lr": lr,
@@ -105,7 +110,9 @@ class Adam(ComposedOptimizer):
             "fused": fused,
             "decoupled_weight_decay": decoupled_weight_decay,
         }
-        super().__init__(params, defaults, nonfinite=nonfinite, fast=fast)
+        super().__init__(
+            params, defaults, nonfinite=nonfinite, fast=fast, state_precision=state_precision
+        )
 
     def build_chain(self, options: Mapping[str, Any]) -> Transform:
         blocks = [negate()] if options["maximize"] else []
@@ -146,6 +153,7 @@ class AdamW(Adam):
         fused: bool | None = None,
         nonfinite: NonFinitePolicy = "raise",
         fast: bool | None = None,
+        state_precision: str = "fp32",
     ) -> None:
         super().__init__(
             params,
@@ -162,6 +170,7 @@ class AdamW(Adam):
             decoupled_weight_decay=True,
             nonfinite=nonfinite,
             fast=fast,
+            state_precision=state_precision,
         )
 
     def __setstate__(self, state: dict[str, Any]) -> None:

@@ -56,6 +56,7 @@ class Adamax(ComposedOptimizer):
         capturable: bool = False,
         nonfinite: NonFinitePolicy = "raise",
         fast: bool | None = None,
+        state_precision: str = "fp32",
     ) -> None:
         defaults = {
             "lr": lr,
@@ -67,7 +68,9 @@ class Adamax(ComposedOptimizer):
             "differentiable": differentiable,
             "capturable": capturable,
         }
-        super().__init__(params, defaults, nonfinite=nonfinite, fast=fast)
+        super().__init__(
+            params, defaults, nonfinite=nonfinite, fast=fast, state_precision=state_precision
+        )
 
     def build_chain(self, options: Mapping[str, Any]) -> Transform:
         blocks = [negate()] if options["maximize"] else []

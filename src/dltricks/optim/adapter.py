@@ -41,6 +41,17 @@ from dltricks.optim.fast import compiled_step, torch_internals
 from dltricks.optim.fast.path import MIN_FAST_NUMEL, FlatPath
 from dltricks.optim.finite import all_finite
 from dltricks.optim.grads import params_with_grad, real_view
+from dltricks.optim.state_precision import (
+    ABSMAX_SUFFIX,
+    INT8_MIN_NUMEL,
+    INT8_SUFFIX,
+    SEED_KEY,
+    StateCodec,
+    blocks_of,
+    check_state_precision,
+    decoded,
+    form_of,
+)
 from dltricks.optim.validation import (
     check_betas,
     check_flag,
@@ -84,6 +95,12 @@ class ComposedOptimizer(Optimizer):
     fast path the check is one read of the gradient buffer (a sum, confirmed elementwise only
     when it is not finite).
 
+    ``state_precision`` (``"fp32"``, ``"bf16"`` or ``"int8"``) stores the moments of the state
+    in fewer bytes, with the arithmetic in float32: see :mod:`dltricks.optim.state_precision`
+    (rules, state names, checkpoint conversion). Both paths take it; the fast path fuses the
+    decoding and encoding into its one kernel. Optimizers whose state is moments expose the
+    keyword.
+
     ``fast`` chooses the execution path (see the module docstring). On the fast path
     ``p.data``, ``p.grad`` and the state tensors are slices of flat buffers; :meth:`zero_grad`
     behaves as torch's (``set_to_none=True`` sets every ``p.grad`` to None and frees the
@@ -123,7 +140,14 @@ class ComposedOptimizer(Optimizer):
         *,
         nonfinite: NonFinitePolicy = "raise",
         fast: bool | None = None,
+        state_precision: str = "fp32",
     ) -> None:
+        self.state_precision = check_state_precision(state_precision)
+        # The seed of bf16's stochastic rounding: drawn from torch's generator, so that
+        # torch.manual_seed reproduces a run (kept in every parameter's state as sr_seed).
+        self.state_seed = (
+            float(torch.randint(0, 1 << 24, (1,)).item()) if state_precision == "bf16" else 0.0
+        )
         if nonfinite not in NONFINITE_POLICIES:
             raise ValueError(
                 f"nonfinite must be one of {', '.join(NONFINITE_POLICIES)}; got {nonfinite!r}"
@@ -434,11 +458,26 @@ class ComposedOptimizer(Optimizer):
             super().load_state_dict(candidate)
         finally:
             self._optimizer_load_state_dict_pre_hooks = hooks
+        if self.state_precision != "fp32" or any(
+            isinstance(e, Mapping) and form_of(e) != "fp32" for e in candidate["state"].values()
+        ):
+            self._convert_loaded(candidate)
         if self.implied_step is not None:
             for entry in self.state.values():
                 # A post-hook may keep other things in the state: only fix a param's dict.
                 if isinstance(entry, dict) and entry and "step" not in entry:
                     entry["step"] = torch.tensor(self.implied_step, dtype=torch.float32)
+
+    def _convert_loaded(self, state_dict: Mapping[str, Any]) -> None:
+        """After torch's load: every parameter's state in this optimizer's precision (low
+        precision entries as saved, not cast to the parameter's dtype as torch casts them)."""
+        saved_state = state_dict["state"]
+        for saved, current in zip(state_dict["param_groups"], self.param_groups, strict=True):
+            for saved_id, p in zip(saved["params"], current["params"], strict=True):
+                raw = saved_state.get(saved_id)
+                loaded = self.state.get(p)
+                if isinstance(raw, Mapping) and raw and isinstance(loaded, dict):
+                    self.state[p] = self._converted(raw, loaded, p)
 
     def _check_loadable(self, state_dict: Any) -> None:
         """Raise ValueError if ``state_dict`` does not fit this optimizer; change nothing."""
@@ -507,6 +546,8 @@ class ComposedOptimizer(Optimizer):
             raise ValueError(f"the state of {where} is a {type(entry).__name__}, not a dict")
         if not entry:
             return  # the parameter never stepped; torch saves such a state empty
+        if form_of(entry) != "fp32":
+            entry = self._decoded_for_check(entry, where, param)
         shapes = self._expected_state(param, group)
         missing = [key for key in shapes if key not in entry]
         if self.implied_step is not None and "step" in missing:
@@ -645,6 +686,8 @@ class ComposedOptimizer(Optimizer):
         state.update(
             nonfinite=self.nonfinite,
             fast=self.fast,
+            state_precision=self.state_precision,
+            state_seed=self.state_seed,
             skipped_steps=self.skipped_steps,
             # A copy of a fused=True optimizer still takes GradScaler's protocol.
             _step_supports_amp_scaling=self._step_supports_amp_scaling,
@@ -660,6 +703,8 @@ class ComposedOptimizer(Optimizer):
         super().__setstate__(state)
         self.__dict__.setdefault("nonfinite", "raise")
         self.__dict__.setdefault("fast", None)
+        self.__dict__.setdefault("state_precision", "fp32")
+        self.__dict__.setdefault("state_seed", 0.0)
         self.__dict__.setdefault("skipped_steps", 0)
         self.__dict__.setdefault("_chains", {})
         self.__dict__.setdefault("_flat", None)
@@ -723,21 +768,174 @@ class ComposedOptimizer(Optimizer):
         """The eager update of ``params`` of ``group`` (also the fast path's fallback)."""
         chain = self.chain_for(group)
         hyper = self.group_hyper(group)
+        lowbit = self.state_precision != "fp32"
         for p in params:
             grad = p.grad
             assert grad is not None
             state = self.state[p]
+            codec = self.codec_for(p) if lowbit else None
             if not state:
-                state.update(_init_state(chain, p, hyper))
+                fresh = _init_state(chain, p, hyper)
+                state.update(fresh if codec is None else self._encoded(codec, fresh, p))
                 state["step"] = torch.zeros((), dtype=torch.float32)
             step = float(state["step"]) + 1.0
-            if p.is_complex() or grad.is_sparse:
+            if codec is not None:
+                self._step_lowbit(chain, codec, p, grad, state, {**hyper, "step": step})
+            elif p.is_complex() or grad.is_sparse:
                 self._step_real_view(chain, p, grad, state, {**hyper, "step": step})
             else:
                 update, changed = chain.update(grad, state, p, {**hyper, "step": step})
                 p.add_(update)
                 state.update(changed)
             state["step"] += 1
+
+    # -- low-precision state (dltricks.optim.state_precision) -----------------------------
+
+    def codec_for(self, p: Tensor) -> StateCodec | None:
+        """How ``p``'s moments are stored: None for the parameter's dtype (``"fp32"``, and
+        for complex or 0-dim parameters, and under ``"int8"`` for tensors of fewer than
+        :data:`~dltricks.optim.state_precision.INT8_MIN_NUMEL` elements)."""
+        precision = self.state_precision
+        if precision == "fp32" or not p.is_floating_point() or p.dim() == 0:
+            return None
+        if precision == "int8" and p.numel() < INT8_MIN_NUMEL:
+            return None
+        return StateCodec(precision, frozenset(self.non_negative_state))
+
+    def _encoded(self, codec: StateCodec, entry: Mapping[str, Any], p: Tensor) -> dict[str, Any]:
+        """``entry`` (moments in full precision) in ``codec``'s form, rounded to nearest."""
+        out: dict[str, Any] = {}
+        for key, value in entry.items():
+            if (
+                key != "step"
+                and isinstance(value, Tensor)
+                and value.is_floating_point()
+                and value.shape == p.shape
+            ):
+                out.update(codec.encode_nearest(key, value))
+            else:
+                out[key] = value
+        for key in codec.scalar_names:
+            out[key] = torch.tensor(self.state_seed, dtype=torch.float32)
+        return out
+
+    @staticmethod
+    def _moment_keys(codec: StateCodec, state: Mapping[str, Any], p: Tensor) -> tuple[str, ...]:
+        if codec.precision == "int8":
+            return tuple(k[: -len(INT8_SUFFIX)] for k in state if k.endswith(INT8_SUFFIX))
+        return tuple(
+            k
+            for k, v in state.items()
+            if isinstance(v, Tensor) and v.dtype == torch.bfloat16 and v.shape == p.shape
+        )
+
+    def _step_lowbit(
+        self,
+        chain: Transform,
+        codec: StateCodec,
+        p: Tensor,
+        grad: Tensor,
+        state: dict[str, Any],
+        hyper: dict[str, Any],
+    ) -> None:
+        """The eager update of ``p`` with moments stored by ``codec``: decoded to float32,
+        the chain's update, encoded (bf16: stochastically) into the state."""
+        keys = self._moment_keys(codec, state, p)
+        work = {**state, **{key: codec.decode(key, state) for key in keys}}
+        if grad.is_sparse:
+            before = dict(work)
+            self._step_real_view(chain, p, grad, work, hyper)
+            changed = {k: v for k, v in work.items() if v is not before.get(k)}
+        else:
+            update, changed = chain.update(grad, work, p, hyper)
+            p.add_(update)
+        step = torch.tensor(float(hyper["step"]))
+        state.update(codec.encode_changed(changed, keys, step, state.get(SEED_KEY)))
+
+    def _converted(self, raw: Mapping[str, Any], loaded: dict[str, Any], p: Tensor) -> Any:
+        """A loaded parameter state in this optimizer's form for ``p`` (see the conversion
+        rules in :mod:`dltricks.optim.state_precision`). ``raw``: as saved; ``loaded``: as
+        torch's load made it (floating values cast to the parameter's dtype)."""
+        form = form_of(raw)
+        codec = self.codec_for(p) if self.state_precision != "fp32" else None
+        target = "fp32" if codec is None else codec.precision
+        if form == "fp32" and target == "fp32":
+            return loaded
+        step = loaded.get("step")
+        if form == "fp32":
+            full: dict[str, Any] = {k: v for k, v in loaded.items() if k != "step"}
+        else:
+            on_device = {
+                k: v.to(device=p.device) if isinstance(v, Tensor) else v
+                for k, v in raw.items()
+                if k != "step"
+            }
+            if form == target:
+                return {**on_device, "step": step}  # as saved, bit for bit
+            full = decoded(on_device, tuple(self.non_negative_state))
+            full.pop(SEED_KEY, None)
+        if codec is None:
+            out = {
+                k: v.to(p.dtype) if isinstance(v, Tensor) and v.is_floating_point() else v
+                for k, v in full.items()
+            }
+        else:
+            out = self._encoded(codec, full, p)
+        out["step"] = step
+        return out
+
+    def _decoded_for_check(self, entry: Mapping[str, Any], where: str, param: Tensor) -> Any:
+        """A saved low-precision state checked and decoded to float32 (its values are then
+        checked as a float32 state's)."""
+        form = form_of(entry)
+        if form == "bf16":
+            seed = entry[SEED_KEY]
+            if not isinstance(seed, Tensor) or seed.numel() != 1:
+                raise ValueError(f"state {SEED_KEY!r} of {where} is not a one-element tensor")
+            value = float(seed.reshape(-1)[0])
+            if not math.isfinite(value) or value != int(value) or not 0 <= value < 1 << 24:
+                raise ValueError(
+                    f"state {SEED_KEY!r} of {where} is {value}: a seed is a whole number in "
+                    "[0, 2^24); the checkpoint is corrupt"
+                )
+        else:
+            for key in [k for k in entry if str(k).endswith(INT8_SUFFIX)]:
+                codes = entry[key]
+                name = str(key)[: -len(INT8_SUFFIX)]
+                absmax = entry.get(name + ABSMAX_SUFFIX)
+                if not isinstance(codes, Tensor) or codes.dtype != torch.int8:
+                    raise ValueError(f"state {key!r} of {where} is not an int8 tensor")
+                if tuple(codes.shape) != tuple(param.shape):
+                    raise ValueError(
+                        f"state {key!r} of {where} has shape {tuple(codes.shape)}, expected "
+                        f"{tuple(param.shape)}: was it saved for another model?"
+                    )
+                blocks = (blocks_of(param.numel()),)
+                if (
+                    not isinstance(absmax, Tensor)
+                    or not absmax.is_floating_point()
+                    or tuple(absmax.shape) != blocks
+                ):
+                    raise ValueError(
+                        f"state {name + ABSMAX_SUFFIX!r} of {where} must be a float tensor of "
+                        f"shape {blocks} (one scale per block of codes)"
+                    )
+                if not all_finite([absmax]) or float(absmax.min()) < 0:
+                    raise ValueError(
+                        f"state {name + ABSMAX_SUFFIX!r} of {where} holds NaN, infinity or "
+                        "negative scales: the checkpoint is corrupt"
+                    )
+            orphans = [
+                str(k)
+                for k in entry
+                if str(k).endswith(ABSMAX_SUFFIX)
+                and str(k)[: -len(ABSMAX_SUFFIX)] + INT8_SUFFIX not in entry
+            ]
+            if orphans:
+                raise ValueError(
+                    f"the state of {where} has {', '.join(orphans)} without their int8 codes"
+                )
+        return decoded(entry, tuple(self.non_negative_state))
 
     @staticmethod
     def _step_real_view(

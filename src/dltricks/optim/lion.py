@@ -45,6 +45,7 @@ class Lion(ComposedOptimizer):
         maximize: bool = False,
         nonfinite: NonFinitePolicy = "raise",
         fast: bool | None = None,
+        state_precision: str = "fp32",
     ) -> None:
         defaults = {
             "lr": lr,
@@ -52,7 +53,9 @@ class Lion(ComposedOptimizer):
             "weight_decay": weight_decay,
             "maximize": maximize,
         }
-        super().__init__(params, defaults, nonfinite=nonfinite, fast=fast)
+        super().__init__(
+            params, defaults, nonfinite=nonfinite, fast=fast, state_precision=state_precision
+        )
 
     def build_chain(self, options: Mapping[str, Any]) -> Transform:
         blocks = [negate()] if options["maximize"] else []

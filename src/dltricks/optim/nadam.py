@@ -65,6 +65,7 @@ class NAdam(ComposedOptimizer):
         differentiable: bool = False,
         nonfinite: NonFinitePolicy = "raise",
         fast: bool | None = None,
+        state_precision: str = "fp32",
     ) -> None:
         defaults = {
             "lr": lr,
@@ -78,7 +79,9 @@ class NAdam(ComposedOptimizer):
             "capturable": capturable,
             "differentiable": differentiable,
         }
-        super().__init__(params, defaults, nonfinite=nonfinite, fast=fast)
+        super().__init__(
+            params, defaults, nonfinite=nonfinite, fast=fast, state_precision=state_precision
+        )
 
     def build_chain(self, options: Mapping[str, Any]) -> Transform:
         direction = ratio(

@@ -71,6 +71,7 @@ class RMSprop(ComposedOptimizer):
         *,
         nonfinite: NonFinitePolicy = "raise",
         fast: bool | None = None,
+        state_precision: str = "fp32",
     ) -> None:
         defaults = {
             "lr": lr,
@@ -84,7 +85,9 @@ class RMSprop(ComposedOptimizer):
             "maximize": maximize,
             "differentiable": differentiable,
         }
-        super().__init__(params, defaults, nonfinite=nonfinite, fast=fast)
+        super().__init__(
+            params, defaults, nonfinite=nonfinite, fast=fast, state_precision=state_precision
+        )
 
     def build_chain(self, options: Mapping[str, Any]) -> Transform:
         second = (

@@ -24,10 +24,11 @@ LECTURE_ORDER: tuple[str, ...] = (
     "activations",
     "init",
     # Adaptive learning rate: AdaGrad, RMSProp, Momentum and Adam compared, then Adam's
-    # relatives and details (AMSGrad, bias correction).
+    # relatives and details (AMSGrad, bias correction, the precision of its state).
     "optimizers",
     "amsgrad",
     "bias-correction",
+    "state-precision",
     # The error surface that momentum rolls over.
     "surfaces",
     # Good results on training data, bad on test data: early stopping, regularization, dropout.

@@ -50,6 +50,7 @@ from torch.autograd.graph import increment_version
 from dltricks.optim.base import Scalar, State, Transform
 from dltricks.optim.fast.kernel import BoundUpdate, FusedUpdate
 from dltricks.optim.grads import reject_sparse
+from dltricks.optim.state_precision import SEED_KEY, StateCodec, blocks_of
 
 ALIGN = 16
 """Every parameter's slice starts at a multiple of 16 elements (64 bytes in float32): vector
@@ -126,27 +127,46 @@ class Bucket:
         transform: Transform,
         fused: FusedUpdate,
         hyper: Mapping[str, Scalar],
+        *,
+        codec: StateCodec | None = None,
+        seed: float = 0.0,
     ) -> None:
         self.params = params
         self.owner_state = state
         self.transform = transform
         self.fused = fused
+        # Low-precision moments (see dltricks.optim.state_precision); ``seed`` is what a
+        # fresh bf16 state's sr_seed holds.
+        self.codec = codec
+        self.seed = seed
         layout = fused.layout
         dtype, device = params[0].dtype, params[0].device
         self.offsets: list[int] = []
         self.numels = [p.numel() for p in params]
+        # int8: every parameter starts a block, and a run covers its parameters' whole blocks.
+        self.align = ALIGN if codec is None else max(ALIGN, codec.align)
         total = 0
         for n in self.numels:
             self.offsets.append(total)
-            total += -(-n // ALIGN) * ALIGN
+            total += -(-n // self.align) * self.align
         self.numel = total
         self.param_buf = torch.zeros(total, dtype=dtype, device=device)
         # None while no parameter has a gradient (after zero_grad(set_to_none=True)).
         self.grad_buf: Tensor | None = torch.zeros(total, dtype=dtype, device=device)
-        # In layout order: run_fused passes the values positionally.
-        self.state_bufs = {
-            k: torch.zeros(total, dtype=dtype, device=device) for k in layout.tensor_keys
-        }
+        # In layout order: run_fused passes the values positionally. With a codec, each
+        # moment's stored buffers (bf16 values, or int8 codes and one absmax per block).
+        self.state_bufs: dict[str, Tensor] = {}
+        for k in layout.tensor_keys:
+            if codec is None:
+                self.state_bufs[k] = torch.zeros(total, dtype=dtype, device=device)
+            elif codec.precision == "int8":
+                codes, absmax = codec.stored_names(k)
+                self.state_bufs[codes] = torch.zeros(total, dtype=torch.int8, device=device)
+                self.state_bufs[absmax] = torch.zeros(
+                    total // codec.align, dtype=torch.float32, device=device
+                )
+            else:
+                self.state_bufs[k] = torch.zeros(total, dtype=torch.bfloat16, device=device)
         self.scalar_bufs: dict[str, Tensor] = {}
         # torch.optim keeps ``step`` as a float32 CPU tensor per parameter (eager does too).
         # At least two elements: the kernel counts steps in it (see FusedUpdate), and a length
@@ -203,10 +223,9 @@ class Bucket:
         assert self.grad_buf is not None  # allocated by __init__
         ga = alias(self.grad_buf, offset, p.shape)
         old = state.get(p)
+        codec = self.codec
         if old:
-            missing = [
-                k for k in (*layout.tensor_keys, *layout.scalar_keys, "step") if k not in old
-            ]
+            missing = [k for k in (*self.state_bufs, *layout.scalar_keys, "step") if k not in old]
             if missing:
                 raise ValueError(
                     f"optimizer state of a parameter of shape {tuple(p.shape)} lacks "
@@ -217,8 +236,24 @@ class Bucket:
         else:
             source = self.transform.init(pa, {**hyper, "step": 1.0})
             step = 0
+            if codec is not None:
+                source = self._encode_fresh(source)
         entries: State = {}
         for key in layout.tensor_keys:
+            if codec is not None and codec.precision == "int8":
+                codes_key, absmax_key = codec.stored_names(key)
+                view = alias(self.state_bufs[codes_key], offset, p.shape, own_storage=True)
+                view.copy_(source[codes_key])
+                entries[codes_key] = view
+                scales = alias(
+                    self.state_bufs[absmax_key],
+                    offset // codec.align,
+                    (blocks_of(p.numel()),),
+                    own_storage=True,
+                )
+                scales.copy_(source[absmax_key])
+                entries[absmax_key] = scales
+                continue
             view = alias(self.state_bufs[key], offset, p.shape, own_storage=True)
             view.copy_(source[key])
             entries[key] = view
@@ -256,6 +291,23 @@ class Bucket:
         self.state_dicts.append(st)
         self._hooks.append(p.register_hook(_BindGradient(self, i)))
         self._hooks.append(p.register_post_accumulate_grad_hook(_GradAccumulated(self, i)))
+
+    def _encode_fresh(self, source: Mapping[str, Any]) -> dict[str, Any]:
+        """A fresh float32 state in the codec's stored form (bf16 rounds to nearest here)."""
+        codec = self.codec
+        assert codec is not None
+        out: dict[str, Any] = {}
+        keys = self.fused.layout.tensor_keys
+        for key, value in source.items():
+            if key not in keys:
+                out[key] = value
+            elif codec.precision == "int8":
+                out.update(codec.encode_nearest(key, value))
+            else:
+                out[key] = value.to(torch.bfloat16)
+        if SEED_KEY in codec.scalar_names:
+            out[SEED_KEY] = torch.tensor(self.seed, dtype=torch.float32)
+        return out
 
     # -- checks ------------------------------------------------------------------------
 
@@ -413,8 +465,22 @@ class Bucket:
         return out
 
     def span(self, a: int, b: int) -> tuple[int, int]:
-        """The element range ``[lo, hi)`` of parameters ``a..b-1`` in the flat buffers."""
-        return self.offsets[a], self.offsets[b - 1] + self.numels[b - 1]
+        """The element range ``[lo, hi)`` of parameters ``a..b-1`` in the flat buffers (with
+        int8 state: to the end of the last parameter's last block)."""
+        end = self.numels[b - 1]
+        if self.align != ALIGN:
+            end = -(-end // self.align) * self.align
+        return self.offsets[a], self.offsets[b - 1] + end
+
+    def _state_slices(self, lo: int, hi: int) -> list[Tensor]:
+        """The stored state buffers over elements ``[lo, hi)``, in layout order."""
+        out = []
+        for key, buf in self.state_bufs.items():
+            if self.codec is not None and key.endswith("_absmax"):
+                out.append(buf[lo // self.align : hi // self.align])
+            else:
+                out.append(buf[lo:hi])
+        return out
 
     # -- the step ------------------------------------------------------------------------
 
@@ -448,7 +514,7 @@ class Bucket:
             scalars = [alias(self.scalar_bufs[k], a, (1,)) for k in layout.scalar_keys]
             assert self.grad_buf is not None  # a run has gradients
             args = [self.param_buf[lo:hi], self.grad_buf[lo:hi], self.step_scratch]
-            args += [self.state_bufs[k][lo:hi] for k in layout.tensor_keys]
+            args += self._state_slices(lo, hi)
             self.fused(*args, *scalars, *hyper)
             self.step_buf[a:b].add_(1.0)
         if b - a > 1:
@@ -460,10 +526,19 @@ class Bucket:
         """The eager update of parameter ``i``, written into its slices."""
         t = self.steps[i] + 1
         entries = self.state_alias[i]
+        codec = self.codec
+        state: Mapping[str, Tensor] = entries
+        if codec is not None:
+            keys = self.fused.layout.tensor_keys
+            state = {**entries, **{key: codec.decode(key, entries) for key in keys}}
         update, changed = self.transform.update(
-            self.grad_alias[i], entries, self.param_alias[i], {**hyper, "step": float(t)}
+            self.grad_alias[i], state, self.param_alias[i], {**hyper, "step": float(t)}
         )
         self.param_alias[i].add_(update)
+        if codec is not None:
+            changed = codec.encode_changed(
+                changed, keys, torch.tensor(float(t)), entries.get(SEED_KEY)
+            )
         for key, value in changed.items():
             entries[key].copy_(value)
         entries["step"].add_(1.0)

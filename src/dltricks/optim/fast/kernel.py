@@ -41,6 +41,7 @@ from torch import Tensor
 
 from dltricks.optim.base import Hyper, Scalar, State, Transform
 from dltricks.optim.fast import torch_internals
+from dltricks.optim.state_precision import SEED_KEY, StateCodec
 
 _names = itertools.count()
 
@@ -194,10 +195,76 @@ def _fused_update_source(transform: Transform, layout: Layout) -> FusedFn:
         # more operation per step.
         steps.add_(1.0)
 
+    return _own_code(fused)
+
+
+def _own_code(fused: Any) -> FusedFn:
     # A fresh code object gives this chain its own dynamo cache (see the module docstring).
     name = f"dltricks_fused_update_{next(_names)}"
     code = fused.__code__.replace(co_name=name)
     return types.FunctionType(code, fused.__globals__, name, None, fused.__closure__)
+
+
+def lowbit_layout(layout: Layout, codec: StateCodec) -> Layout:
+    """The kernel layout of ``layout``'s chain with moments stored by ``codec``: the codec's
+    scalar state (bf16's ``sr_seed``) after the chain's, and ``step`` among the
+    hyperparameters (the random bits of bf16 depend on it)."""
+    hyper_keys = layout.hyper_keys if "step" in layout.hyper_keys else (*layout.hyper_keys, "step")
+    return Layout(layout.tensor_keys, (*layout.scalar_keys, *codec.scalar_names), hyper_keys)
+
+
+def _fused_lowbit_source(transform: Transform, layout: Layout, codec: StateCodec) -> FusedFn:
+    """The fused update with moments stored by ``codec`` (see
+    :mod:`~dltricks.optim.state_precision`): decoded to float32 when read, the chain's update
+    in float32 (or the parameter's dtype, if wider), encoded when stored; one pass.
+
+    Arguments: ``param, grad, steps``, then each moment's stored buffers (bf16: one buffer;
+    int8: codes and one absmax per block), the scalar state vectors (the codec's last), and
+    the hyperparameters. For int8 every tensor is viewed as ``(blocks, INT8_BLOCK)``."""
+    tensor_keys, scalar_keys, hyper_keys = layout.tensor_keys, layout.scalar_keys, layout.hyper_keys
+    per_key = len(codec.stored_names("x"))
+    n_stored = per_key * len(tensor_keys)
+    n_scalar = len(scalar_keys)
+    chain_scalars = tuple(k for k in scalar_keys if k not in codec.scalar_names)
+
+    def fused(param: Tensor, grad: Tensor, steps: Tensor, *args: Tensor) -> None:
+        stored = args[:n_stored]
+        vectors = dict(zip(scalar_keys, args[n_stored : n_stored + n_scalar], strict=True))
+        hyper: Hyper = dict(zip(hyper_keys, args[n_stored + n_scalar :], strict=True))
+        groups = [tuple(stored[i * per_key : (i + 1) * per_key]) for i in range(len(tensor_keys))]
+        shape = codec.kernel_shape(param, groups[0]) if groups else (param.shape[0],)
+        narrow = param.dtype in _NARROW_DTYPES
+        theta = param.view(shape)
+        theta = theta.float() if narrow else theta
+        g = grad.view(shape)
+        g = g.float() if narrow else g
+        state = {
+            key: codec.kernel_decode(key, group, shape)
+            for key, group in zip(tensor_keys, groups, strict=True)
+        }
+        state.update((key, vectors[key][0]) for key in chain_scalars)
+        update, changed = transform.update(g, state, theta, hyper)
+        if narrow:
+            param.view(shape).copy_(theta + update)
+        else:
+            param.view(shape).add_(update)
+        seed = vectors[SEED_KEY][0] if SEED_KEY in vectors else None
+        bits: dict[int, Tensor] = {}
+        for salt, (key, group) in enumerate(zip(tensor_keys, groups, strict=True)):
+            if key in changed:
+                if seed is not None and salt // 2 not in bits:
+                    # One hash per element serves two moments (16 bits each).
+                    step = hyper["step"]
+                    assert isinstance(step, Tensor)  # a 0-dim tensor inside the kernel
+                    bits[salt // 2] = codec.kernel_bits(shape, step, seed, salt // 2)
+                pair = bits.get(salt // 2)
+                codec.kernel_store(key, changed[key], group, shape, pair, salt)
+        for key in chain_scalars:
+            if key in changed:
+                vectors[key].copy_(changed[key])
+        steps.add_(1.0)
+
+    return _own_code(fused)
 
 
 Signature = tuple[torch.dtype, torch.device, str]
@@ -303,12 +370,26 @@ class FusedUpdate:
     the chain's own Python values cannot fail later.
     """
 
-    def __init__(self, transform: Transform, layout: Layout, *, bindable: bool = True) -> None:
+    def __init__(
+        self,
+        transform: Transform,
+        layout: Layout,
+        *,
+        bindable: bool = True,
+        codec: StateCodec | None = None,
+    ) -> None:
+        self.codec = codec
+        if codec is not None:
+            layout = lowbit_layout(layout, codec)
         self.layout = layout
         self.failure: str | None = None
         self.bindable = bindable
         self._backend = _CapturingInductor(_INDUCTOR_OPTIONS)
-        source = _fused_update_source(transform, layout)
+        source = (
+            _fused_update_source(transform, layout)
+            if codec is None
+            else _fused_lowbit_source(transform, layout, codec)
+        )
         if torch_internals.inductor_compile_fx() is not None:
             self._fn: Any = torch.compile(
                 source, dynamic=True, fullgraph=True, backend=self._backend
@@ -430,7 +511,12 @@ _CACHE: OrderedDict[Any, FusedUpdate | str] = OrderedDict()
 
 
 def fused_update_for(
-    key: Any, transform: Transform, hyper: Mapping[str, Scalar], *, bindable: bool = True
+    key: Any,
+    transform: Transform,
+    hyper: Mapping[str, Scalar],
+    *,
+    bindable: bool = True,
+    codec: StateCodec | None = None,
 ) -> FusedUpdate | str:
     """The (process-wide cached) fused update of ``transform``, or why it cannot be fused.
 
@@ -438,14 +524,19 @@ def fused_update_for(
     equal chains (the adapter uses the optimizer class and its structural options, or the
     structure of a user's chain: :mod:`~dltricks.optim.fast.structure`). The cache keeps the
     :data:`CACHE_SIZE` most recently used keys. ``bindable``: see :attr:`FusedUpdate.bindable`.
+    ``codec``: the moments are stored in low precision (:mod:`~dltricks.optim.state_precision`).
     """
+    if codec is not None:
+        key = (key, codec)
     cached = _CACHE.get(key)
     if cached is not None:
         _CACHE.move_to_end(key)
         return cached
     layout = analyse(transform, hyper)
     cached = (
-        FusedUpdate(transform, layout, bindable=bindable) if isinstance(layout, Layout) else layout
+        FusedUpdate(transform, layout, bindable=bindable, codec=codec)
+        if isinstance(layout, Layout)
+        else layout
     )
     _CACHE[key] = cached
     while len(_CACHE) > CACHE_SIZE:

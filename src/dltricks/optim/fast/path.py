@@ -16,6 +16,7 @@ from dltricks.optim.fast.flat import Bucket
 from dltricks.optim.fast.kernel import fused_update_for
 from dltricks.optim.fast.torch_internals import is_distributed_tensor
 from dltricks.optim.finite import all_finite
+from dltricks.optim.state_precision import StateCodec
 
 if TYPE_CHECKING:
     from dltricks.optim.adapter import ComposedOptimizer
@@ -90,11 +91,14 @@ class FlatPath:
         opt = self.optimizer
         params: list[Tensor] = list(group["params"])
         ours = {id(p) for b in previous.buckets for p in b.params} if previous else set()
-        partitions: dict[tuple[torch.dtype, torch.device], list[Tensor]] = {}
+        # One bucket per dtype, device and storage of the moments (state_precision).
+        partitions: dict[tuple[torch.dtype, torch.device, StateCodec | None], list[Tensor]] = {}
         eager: list[Tensor] = []
+        lowbit = opt.state_precision != "fp32"
         for p in params:
             if self._eligible(p, id(p) in ours):
-                partitions.setdefault((p.dtype, p.device), []).append(p)
+                codec = opt.codec_for(p) if lowbit else None
+                partitions.setdefault((p.dtype, p.device, codec), []).append(p)
             else:
                 eager.append(p)
         if all(sum(p.numel() for p in members) < self.min_numel for members in partitions.values()):
@@ -111,11 +115,26 @@ class FlatPath:
                 self._warn_once(key, fused if isinstance(fused, str) else fused.failure)
             return _GroupPlan(group, params, key, [], list(params))
         buckets = []
-        for members in partitions.values():
+        for (_, _, codec), members in partitions.items():
             if sum(p.numel() for p in members) < self.min_numel:
                 eager.extend(members)
-            else:
+            elif codec is None:
                 buckets.append(Bucket(members, opt.state, chain, fused, hyper))
+            else:
+                stored = fused_update_for(
+                    key, chain, hyper, bindable=opt.chain_is_fixed, codec=codec
+                )
+                if isinstance(stored, str) or stored.failure is not None:
+                    self._warn_once(
+                        (key, codec), stored if isinstance(stored, str) else stored.failure
+                    )
+                    eager.extend(members)
+                    continue
+                buckets.append(
+                    Bucket(
+                        members, opt.state, chain, stored, hyper, codec=codec, seed=opt.state_seed
+                    )
+                )
         # Keep the group's order for the eager leftovers (it decides nothing but reads well).
         order = {id(p): i for i, p in enumerate(params)}
         eager.sort(key=lambda p: order[id(p)])
