@@ -786,7 +786,7 @@ class ComposedOptimizer(Optimizer):
             else:
                 update, changed = chain.update(grad, state, p, {**hyper, "step": step})
                 p.add_(update)
-                state.update(changed)
+                state.update(_not_aliasing(changed, grad))
             state["step"] += 1
 
     # -- low-precision state (dltricks.optim.state_precision) -----------------------------
@@ -948,9 +948,10 @@ class ComposedOptimizer(Optimizer):
             key: real_view(value) if isinstance(value, Tensor) and value.is_complex() else value
             for key, value in state.items()
         }
-        update, changed = chain.update(real_view(grad), real_state, real_p, hyper)
+        real_grad = real_view(grad)
+        update, changed = chain.update(real_grad, real_state, real_p, hyper)
         real_p.add_(update)
-        for key, value in changed.items():
+        for key, value in _not_aliasing(changed, real_grad).items():
             previous = state.get(key)
             if isinstance(previous, Tensor) and previous.is_complex():
                 value = torch.view_as_complex(value.contiguous())
@@ -973,6 +974,35 @@ def _needs_torch_wrapper(optimizer: ComposedOptimizer) -> bool:
 
 _step_in_torch_wrapper = Optimizer.profile_hook_step(ComposedOptimizer._plain_step)
 """torch's own step wrapper (hooks, profiler range) around the step: the path when needed."""
+
+
+def _shares_memory(a: Tensor, b: Tensor) -> bool:
+    if a is b:
+        return True
+    distributed = torch_internals.is_distributed_tensor
+    if a.is_sparse or b.is_sparse or distributed(a) or distributed(b):
+        return False  # no storage of their own to compare; identity was checked above
+    try:
+        return bool(a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr())
+    except (RuntimeError, NotImplementedError):  # a tensor subclass without a storage
+        return False
+
+
+def _not_aliasing(changed: Mapping[str, Any], grad: Tensor) -> dict[str, Any]:
+    """The chain's new state, with any tensor that shares memory with the gradient copied.
+
+    A block may pass its input through as state (SGD's momentum buffer is the gradient
+    itself at the first step, ``b_1 = u_1``): kept as is, the buffer would be the gradient
+    tensor, and the next backward (which accumulates into ``p.grad``), a
+    ``zero_grad(set_to_none=False)`` or any in-place write to ``p.grad`` would change the
+    optimizer's state. torch clones there too.
+    """
+    return {
+        key: value.clone()
+        if isinstance(value, Tensor) and value.numel() and _shares_memory(value, grad)
+        else value
+        for key, value in changed.items()
+    }
 
 
 def _init_state(chain: Transform, p: Tensor, hyper: Mapping[str, Scalar]) -> dict[str, Any]:
