@@ -29,10 +29,9 @@ import pytest
 from dltricks.lab.report import build_report
 from dltricks.sweep import RunResult, RunTask, execute_run, expand, run_sweep
 from dltricks.sweep.executors import SequentialExecutor, _failed
+from tests.browser import chromium
 from tests.sweep.helpers import tiny_sweep
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 ONLY = ["bias-correction", "amsgrad"]
 #: The lecture's order, written out here (not read from the code under test).
 LECTURE_SECTIONS = [
@@ -61,16 +60,6 @@ def _run_or_crash(task: RunTask) -> RunResult:
     return execute_run(task)
 
 
-def _browser_available() -> bool:
-    return Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()
-
-
-if not _browser_available() and not os.environ.get("CI"):
-    pytest.skip("Chromium and chromedriver are not installed", allow_module_level=True)
-
-webdriver = pytest.importorskip("selenium.webdriver")
-
-
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("report")
@@ -87,27 +76,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    service = webdriver.ChromeService(executable_path=CHROMEDRIVER)
-    browser = webdriver.Chrome(options=options, service=service)
-    try:
-        yield browser
-    finally:
-        browser.quit()
+    yield from chromium(tmp_path_factory.mktemp("chromium-profile"))
 
 
 def _save(driver: Any, report: Path, name: str) -> None:
