@@ -58,6 +58,8 @@ def factored_second_moment(
     def update(
         u: Tensor, state: Mapping[str, Tensor], param: Tensor, hyper: Hyper
     ) -> tuple[Tensor, State]:
+        if u.numel() == 0:
+            return u, {}  # an empty tensor: its row or column means would be 0 / 0
         weight = power(float(hyper["step"]), resolve(beta2_decay, hyper))
         eps = _eps1(eps1, hyper, param)
         changed: State
@@ -94,6 +96,8 @@ def clip_by_block_rms(d: Hyperparameter = "d") -> Transform:
     """
 
     def update(u: Tensor, param: Tensor, hyper: Hyper) -> Tensor:
+        if u.numel() == 0:
+            return u  # nothing to clip (torch's step divides 0 by 0 there and raises)
         threshold = float(resolve(d, hyper))
         rms = u.norm(2).item() / (u.numel() ** 0.5)
         denominator = max(1.0, rms / threshold)
