@@ -34,13 +34,16 @@ import types
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from dltricks.optim.base import Hyper, Scalar, State, Transform
 from dltricks.optim.fast import torch_internals
+
+if TYPE_CHECKING:
+    from dltricks.optim.fast.segments import SegmentedUpdate
 
 _names = itertools.count()
 
@@ -157,11 +160,13 @@ _INDUCTOR_OPTIONS = {
 _NARROW_DTYPES = (torch.float16, torch.bfloat16)
 
 
-def _fused_update_source(transform: Transform, layout: Layout) -> FusedFn:
+def _fused_update_source(transform: Transform, layout: Layout, writes_param: bool) -> FusedFn:
     tensor_keys, scalar_keys, hyper_keys = layout.tensor_keys, layout.scalar_keys, layout.hyper_keys
     n_tensor, n_scalar = len(tensor_keys), len(scalar_keys)
 
     def fused(param: Tensor, grad: Tensor, steps: Tensor, *args: Tensor) -> None:
+        # A stretch of a chain that ends before a per-tensor block writes its output ``u``
+        # into ``steps``'s place (the segment's output buffer) and leaves theta alone.
         stored = args[:n_tensor]
         # float16/bfloat16 buffers: the update computed in float32 and rounded once when
         # stored, as torch's fused optimizers do (dynamo specialises on the dtype, so this
@@ -180,7 +185,9 @@ def _fused_update_source(transform: Transform, layout: Layout) -> FusedFn:
         state = dict(zip(tensor_keys, tensors, strict=True))
         state.update((key, vector[0]) for key, vector in zip(scalar_keys, vectors, strict=True))
         update, changed = transform.update(grad, state, theta, hyper)
-        if narrow:
+        if not writes_param:
+            steps.copy_(update)
+        elif narrow:
             param.copy_(theta + update)
         else:
             param.add_(update)
@@ -192,7 +199,8 @@ def _fused_update_source(transform: Transform, layout: Layout) -> FusedFn:
                 vector.copy_(changed[key])
         # torch.optim's per-parameter step counts (float32): counted here rather than by one
         # more operation per step.
-        steps.add_(1.0)
+        if writes_param:
+            steps.add_(1.0)
 
     # A fresh code object gives this chain its own dynamo cache (see the module docstring).
     name = f"dltricks_fused_update_{next(_names)}"
@@ -292,9 +300,11 @@ class FusedUpdate:
     ``__call__(param, grad, steps, *tensor_state, *scalar_state, *hyper)`` writes ``param``
     and the state in place and adds one to ``steps`` (a float32 vector of at least two
     elements: dynamo would specialise a length of one); scalar state entries come as
-    one-element vectors (the value of the run's first parameter). The first call compiles
-    (seconds); if compilation fails, :attr:`failure` says why and the caller falls back to
-    eager.
+    one-element vectors (the value of the run's first parameter). With ``writes_param=False``
+    (a stretch of a chain followed by a per-tensor block) the third argument is instead a
+    buffer like ``param`` that receives the update, and ``param`` is only read. The first
+    call compiles (seconds); if compilation fails, :attr:`failure` says why and the caller
+    falls back to eager.
 
     A call through ``torch.compile`` costs about 15 microseconds of guard checks and frame
     handling before the kernel runs, most of a small model's step. :meth:`bind` removes it
@@ -303,12 +313,20 @@ class FusedUpdate:
     the chain's own Python values cannot fail later.
     """
 
-    def __init__(self, transform: Transform, layout: Layout, *, bindable: bool = True) -> None:
+    def __init__(
+        self,
+        transform: Transform,
+        layout: Layout,
+        *,
+        bindable: bool = True,
+        writes_param: bool = True,
+    ) -> None:
         self.layout = layout
         self.failure: str | None = None
         self.bindable = bindable
+        self.writes_param = writes_param
         self._backend = _CapturingInductor(_INDUCTOR_OPTIONS)
-        source = _fused_update_source(transform, layout)
+        source = _fused_update_source(transform, layout, writes_param)
         if torch_internals.inductor_compile_fx() is not None:
             self._fn: Any = torch.compile(
                 source, dynamic=True, fullgraph=True, backend=self._backend
@@ -426,13 +444,16 @@ CACHE_SIZE = 64
 """How many chains' fused updates a process keeps (least recently used first out). A bucket
 holds its own, so an evicted update only costs a later optimizer of that chain a new trace."""
 
-_CACHE: OrderedDict[Any, FusedUpdate | str] = OrderedDict()
+_CACHE: OrderedDict[Any, FusedUpdate | SegmentedUpdate | str] = OrderedDict()
 
 
 def fused_update_for(
     key: Any, transform: Transform, hyper: Mapping[str, Scalar], *, bindable: bool = True
-) -> FusedUpdate | str:
-    """The (process-wide cached) fused update of ``transform``, or why it cannot be fused.
+) -> FusedUpdate | SegmentedUpdate | str:
+    """The (process-wide cached) fused update of ``transform``, or why it cannot be fused:
+    a :class:`FusedUpdate` for an elementwise chain, a
+    :class:`~dltricks.optim.fast.segments.SegmentedUpdate` for a chain of declared blocks
+    with per-tensor ones among them (its elementwise stretches fused), else a reason (str).
 
     ``key`` identifies the chain's structure across optimizer instances: equal keys must mean
     equal chains (the adapter uses the optimizer class and its structural options, or the
@@ -444,10 +465,15 @@ def fused_update_for(
         _CACHE.move_to_end(key)
         return cached
     layout = analyse(transform, hyper)
-    cached = (
+    made: FusedUpdate | SegmentedUpdate | str = (
         FusedUpdate(transform, layout, bindable=bindable) if isinstance(layout, Layout) else layout
     )
-    _CACHE[key] = cached
+    if isinstance(made, str) and transform.per_tensor and transform.parts:
+        from dltricks.optim.fast.segments import segmented_update  # it builds on this module
+
+        segmented = segmented_update(transform, hyper)
+        made = segmented if not isinstance(segmented, str) else made
+    _CACHE[key] = made
     while len(_CACHE) > CACHE_SIZE:
         _CACHE.popitem(last=False)
-    return cached
+    return made
