@@ -229,9 +229,13 @@ class Bucket:
             step = 0
         entries: State = {}
         if isinstance(self.fused, SegmentedUpdate):
-            # The per-tensor blocks' state (row and column statistics...) stays per tensor.
+            # The per-tensor blocks' state (row and column statistics...) stays per tensor,
+            # updated in place from now on: a copy of its own, as the flat entries are (a
+            # loaded state dict may share its tensors with another optimizer's).
             flat = {*layout.tensor_keys, *layout.scalar_keys, "step"}
-            entries.update((k, v) for k, v in source.items() if k not in flat)
+            entries.update(
+                (k, torch.as_tensor(v).clone()) for k, v in source.items() if k not in flat
+            )
         for key in layout.tensor_keys:
             view = alias(self.state_bufs[key], offset, p.shape, own_storage=True)
             view.copy_(source[key])
