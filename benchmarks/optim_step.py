@@ -69,7 +69,9 @@ class Spec:
     torch_modes: tuple[str, ...] = ("for-loop", "foreach")
     """torch's modes for this optimizer besides fused (Muon has only its for-loop)."""
     per_tensor: bool = False
-    """A chain declared per tensor: the fast path runs it eagerly, so no separate eager row."""
+    """A chain with per-tensor blocks: seconds per step in Newton-Schulz or the factored
+    statistics whichever path runs them, so no separate eager row (the fast path fuses the
+    elementwise stretches around those blocks)."""
 
 
 SPECS = [

@@ -33,3 +33,23 @@ def test_an_unknown_name_keeps_one_colour_and_a_default_wins_over_the_fallback()
     assert optimizer_colour("Adam", default="tab:blue") == OPTIMIZER_COLOURS["Adam"]
     with pytest.raises(ValueError, match="non-empty name"):
         activation_colour("")
+
+
+def test_every_optimizer_the_lab_can_show_has_its_own_colour() -> None:
+    from dltricks.lab.experiments import amsgrad, optimizers
+    from dltricks.serve.optimizers import OPTIMIZERS as SERVED
+    from dltricks.surfaces.tuning import default_optimizers
+
+    shown = {
+        *optimizers.OPTIMIZERS,
+        *amsgrad.OPTIMIZERS,
+        *SERVED,
+        *default_optimizers(),
+        "Muon",
+        "Rprop",
+        "ASGD",
+    }
+    for name in sorted(shown):  # a name of the table, not a hashed fallback
+        assert optimizer_colour(name, default="none") != "none", name
+    colours = [c.lower() for c in OPTIMIZER_COLOURS.values()]
+    assert len(set(colours)) == len(colours)  # no two optimizers share a colour

@@ -33,6 +33,16 @@ OPTIMIZER_COLOURS: dict[str, str] = {
     "Adamax": "#f0a07c",
     "NAdam": "#9e3d00",
     "Lion": "#6a3d9a",
+    # Adam's descendants: reds and pinks apart from Adam's own.
+    "RAdam": "#d62728",
+    "AdaBelief": "#e7298a",
+    "Schedule-Free": "#17becf",
+    # Factored and orthogonalised steps: dark hues no other optimizer uses.
+    "Adafactor": "#117733",
+    "Muon": "#332288",
+    "Muon+AdamW": "#000000",
+    "Rprop": "#44aa99",
+    "ASGD": "#882255",
 }
 
 #: Sigmoid and tanh in greys (the lecture's losers at depth), the ReLU family in blues and

@@ -27,9 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
+from torch import nn
 
 from dltricks.lab import run_experiment
-from dltricks.lab.experiments.optimizers import GRIDS
+from dltricks.lab.experiments.optimizers import GRIDS, hidden_matrices, muon_adamw, summary_table
 
 REDUCED = {"models": ["logistic"], "optimizers": ["SGD", "Nesterov", "AdaGrad", "Adam"]}
 TINY = {
@@ -122,3 +124,69 @@ def test_same_seed_same_results(tmp_path: Path) -> None:
     )
     assert first.results_path.read_bytes() == second.results_path.read_bytes()
     assert {r["model"] for r in first.results["records"]} == {"logistic", "mlp"}
+
+
+def test_muon_adamw_is_torchs_muon_on_the_hidden_matrices_and_adamw_on_the_rest() -> None:
+    """The lab's Muon+AdamW against torch.optim.Muon (Moonlight's scaling) + torch.optim.AdamW
+    on the same split, in float64, one learning rate and weight decay for both."""
+
+    def model() -> nn.Sequential:
+        torch.manual_seed(0)
+        layers = [nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3)]
+        return nn.Sequential(*layers)
+
+    torch.manual_seed(1)
+    x, y = torch.randn(16, 6, dtype=torch.float64), torch.randint(0, 3, (16,))
+    mine, theirs = model().double(), model().double()
+    hidden = hidden_matrices(theirs.parameters())
+    assert [id(p) for p in hidden] == [id(theirs[0].weight), id(theirs[2].weight)]
+    rest = [p for p in theirs.parameters() if all(p is not h for h in hidden)]
+    lr, decay = 3e-2, 1e-2
+    reference = [
+        torch.optim.Muon(hidden, lr=lr, weight_decay=decay, adjust_lr_fn="match_rms_adamw"),
+        torch.optim.AdamW(rest, lr=lr, weight_decay=decay),
+    ]
+    optimizers = [muon_adamw(mine.parameters(), lr, weight_decay=decay)]
+    for net, opts in ((mine, optimizers), (theirs, reference)):
+        for _ in range(6):
+            for opt in opts:
+                opt.zero_grad()
+            nn.functional.cross_entropy(net(x), y).backward()
+            for opt in opts:
+                opt.step()
+    for p, q in zip(mine.parameters(), theirs.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="hidden weight matrix"):
+        muon_adamw(nn.Linear(3, 2).parameters(), lr)
+
+
+def test_adafactor_and_muon_adamw_take_part_where_they_apply(tmp_path: Path) -> None:
+    """Muon+AdamW runs on the MLP only (logistic regression has no hidden matrix) and says so;
+    Adafactor on both; both appear in the summary table."""
+    overrides = {
+        **TINY,
+        "optimizers": ["Adam", "Adafactor", "Muon+AdamW"],
+        "grids": {"Adam": [0.01], "Adafactor": [0.01], "Muon+AdamW": [0.01]},
+        "epochs": 1,
+    }
+    run = run_experiment("optimizers", out_root=tmp_path, quick=True, seeds=1, overrides=overrides)
+    results = run.results
+    models = results["summary"]["models"]
+    assert set(models["logistic"]["val_loss"]) == {"Adam", "Adafactor"}
+    assert set(models["mlp"]["val_loss"]) == {"Adam", "Adafactor", "Muon+AdamW"}
+    assert models["logistic"]["not_applicable"] == ["Muon+AdamW"]
+    assert models["mlp"]["not_applicable"] == []
+    assert "Muon+AdamW left out of logistic regression" in results["summary"]["finding"]
+    final = [r for r in results["records"] if r["phase"] == "final"]
+    assert {(r["model"], r["optimizer"]) for r in final} == {
+        ("logistic", "Adam"),
+        ("logistic", "Adafactor"),
+        ("mlp", "Adam"),
+        ("mlp", "Adafactor"),
+        ("mlp", "Muon+AdamW"),
+    }
+    table = summary_table(results)
+    rows = {row[0]: row for row in table["rows"]}
+    assert rows["Muon+AdamW"][1:5] == [None, None, "—", None]  # not run on logistic regression
+    assert rows["Muon+AdamW"][5] == 0.01
+    assert "not run on that model" in table["note"]

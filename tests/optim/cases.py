@@ -262,7 +262,7 @@ CASES: tuple[OptimizerCase, ...] = (
         ),
         reference_loads_our_state=False,
     ),
-    # A per-tensor chain (factored second moment): the fast path runs it per tensor.
+    # Per-tensor blocks (factored second moment): the fast path fuses the decay and the step.
     OptimizerCase(
         "Adafactor",
         ours.Adafactor,

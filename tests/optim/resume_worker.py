@@ -49,8 +49,8 @@ def resume(job: dict[str, Any]) -> None:
             start=job["start"],
             optimizer=opt,
         )
-        # A chain declared per tensor (Adafactor) runs eagerly on the fast path by design.
-        if job["fast"] and not opt.chain_for(opt.param_groups[0]).per_tensor:
+        # Every library chain is fused: whole, or around its per-tensor blocks (Adafactor).
+        if job["fast"]:
             flat = opt._flat
             if flat is None or not all(plan.buckets for plan in flat.plans if plan is not None):
                 raise SystemExit(f"{job['name']}: the fast path was not taken after the load")

@@ -71,6 +71,7 @@ LIBRARY_PER_TENSOR = {
     "orthogonalize",
     "scale_by_shape",
     "shape_scaled_descent",
+    "shape_scaled_orthogonalize",
     "factored_second_moment",
     "clip_by_block_rms",
     "scale_by_relative_step",

@@ -10,9 +10,10 @@ Properties:
 
 * finite in, finite out: parameters and state stay finite;
 * state keeps its layout: after every step each entry has the shape, dtype and device it had
-  after the first (the parameter's, or 0-dim for ``step`` and NAdam's ``mu_product``);
+  after the first (the parameter's, Adafactor's per-row and per-column statistics, or 0-dim
+  for ``step`` and NAdam's ``mu_product``);
 * eager equals fast: ``fast=False`` and ``fast=True`` on the same inputs agree in float64 to
-  1e-12 relative to each parameter's largest magnitude.
+  1e-12 relative to each parameter's largest magnitude during the run.
 
 Honest exclusions, each a true limit of the property rather than of the code:
 

@@ -48,8 +48,9 @@ class Adafactor(ComposedOptimizer):
 
     ``eps1`` None means the parameter dtype's machine epsilon. Chain: ``[negate] ->
     factored_second_moment(beta2_decay, eps1) -> clip_by_block_rms(d) ->
-    scale_by_relative_step(lr, eps2) -> decay_weights(lr, weight_decay)``; all but the last
-    read whole tensors, so the chain runs per tensor (on the fast path too). State per
+    scale_by_relative_step(lr, eps2) -> decay_weights(lr, weight_decay)``; the three in the
+    middle read whole tensors and run per tensor; on the fast path the negation and the last
+    block (the decay and the step) are fused kernels over the flat buffers. State per
     ``(n, m)`` matrix: ``n + m`` numbers instead of Adam's ``2 n m``. Shazeer & Stern 2018,
     "Adafactor: Adaptive Learning Rates with Sublinear Memory Cost".
     """

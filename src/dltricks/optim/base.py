@@ -80,6 +80,12 @@ class Transform:
             it may be an elementwise block its author forgot to declare). A combinator is
             ``per_tensor`` when it is not elementwise and each of its parts declared itself
             one way or the other.
+        parts: for a :func:`~dltricks.optim.chain`, its blocks in order (a chain inside it
+            spliced in); empty for anything else. The fast path reads it to fuse the
+            elementwise stretches of a chain around its per-tensor blocks (Muon: the momentum
+            in one kernel over the flat buffers, Newton-Schulz per matrix, then the decay and
+            the step in one kernel). The chain's ``update`` must be the parts' updates one
+            after another, each block reading only the state it owns.
     """
 
     name: str
@@ -88,6 +94,7 @@ class Transform:
     state_keys: tuple[str, ...] = ()
     elementwise: bool = False
     per_tensor: bool = False
+    parts: tuple[Transform, ...] = ()
 
     @property
     def declared(self) -> bool:

@@ -76,6 +76,7 @@ def chain(*transforms: Transform) -> Transform:
         state_keys=keys,
         elementwise=elementwise,
         per_tensor=per_tensor,
+        parts=tuple(part for t in transforms for part in (t.parts or (t,))),
     )
 
 
@@ -133,7 +134,11 @@ def lerp_merge(weight: Hyperparameter) -> Merge:
         start, end = _two(outputs, "lerp_merge")
         w = resolve(weight, hyper)
         if isinstance(w, Tensor):  # the fast path's 0-dim hyperparameter, maybe another dtype
-            return start + w * (end - start)
+            # torch.lerp's own two formulas, in the tensors' precision: a large weight (Muon's
+            # momentum 0.95) counts back from ``b``, so the fused step rounds as torch's.
+            w = w.to(start.dtype)
+            diff = end - start
+            return torch.where(w < 0.5, start + w * diff, end - diff * (1 - w))
         return torch.lerp(start, end, w)
 
     return Merge(f"lerp({weight})", combine, elementwise=True)

@@ -10,12 +10,11 @@ from torch import Tensor
 
 from dltricks.optim.adapter import ComposedOptimizer, DerivedOption, NonFinitePolicy
 from dltricks.optim.base import Hyperparameter, Transform
-from dltricks.optim.blocks import ema
+from dltricks.optim.blocks import add_decayed_weights, ema, scale_by_learning_rate
 from dltricks.optim.blocks.orthogonalize import (
     ADJUST_LR_FNS,
     NS_COEFFICIENTS,
-    orthogonalize,
-    shape_scaled_descent,
+    shape_scaled_orthogonalize,
 )
 from dltricks.optim.combine import branch, chain, identity, lerp_merge
 
@@ -45,16 +44,18 @@ def muon_update(
         theta_t = theta_{t-1} - eta (s(A, B) O_t + lambda theta_{t-1})
 
     Chain: ``branch(identity, ema(momentum) -> momentum_buffer; lerp(momentum))`` (or just
-    the ema without Nesterov) ``-> orthogonalize -> shape_scaled_descent`` (the last is
-    ``scale_by_shape -> add_decayed_weights -> scale_by_learning_rate`` in one pass). Only for
-    2-D parameters.
+    the ema without Nesterov) ``-> shape_scaled_orthogonalize -> add_decayed_weights ->
+    scale_by_learning_rate``: elementwise, per tensor, elementwise. On the fast path the first
+    and last stretches are each one kernel over the flat buffers, and Newton-Schulz runs per
+    matrix between them. Only for 2-D parameters.
     """
     moment = ema(momentum, key="momentum_buffer")
     direction = branch(identity(), moment, merge=lerp_merge(momentum)) if nesterov else moment
     return chain(
         direction,
-        orthogonalize(ns_coefficients, ns_steps, eps),
-        shape_scaled_descent(adjust_lr_fn, lr, weight_decay),
+        shape_scaled_orthogonalize(ns_coefficients, ns_steps, eps, adjust_lr_fn),
+        add_decayed_weights(weight_decay),
+        scale_by_learning_rate(lr),
     )
 
 
@@ -81,9 +82,10 @@ class Muon(ComposedOptimizer):
 
     with ``s = sqrt(max(1, A/B))`` (``adjust_lr_fn`` None or "original", Jordan) or
     ``0.2 sqrt(max(A, B))`` ("match_rms_adamw", Moonlight). Chain: :func:`muon_update`,
-    ``branch(identity, ema(momentum); lerp(momentum)) -> orthogonalize ->
-    shape_scaled_descent(adjust_lr_fn, lr, weight_decay)``. The orthogonalisation reads the whole
-    matrix, so the chain runs per tensor (on the fast path too).
+    ``branch(identity, ema(momentum); lerp(momentum)) -> shape_scaled_orthogonalize ->
+    add_decayed_weights -> scale_by_learning_rate``. The orthogonalisation reads the whole
+    matrix and runs per tensor; on the fast path the momentum before it and the step after it
+    are each one fused kernel over the flat buffers.
 
     Only 2-D parameters (ValueError otherwise): give the embeddings, biases, norms and the
     output head to AdamW, in the same optimizer with

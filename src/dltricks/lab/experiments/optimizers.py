@@ -8,19 +8,24 @@ and AdaDelta. Small-scale reproductions do not always show Adam winning; this ex
 reports what it measures, including where Adam does not win, and how robust each optimizer
 is to its learning rate.
 
-Setup (the protocol of :func:`dltricks.lab.compare.compare_optimizers`): two models,
-logistic regression (one ``nn.Linear``) and an MLP (ReLU, dropout after each hidden layer);
-twelve optimizers of :mod:`dltricks.optim` with torch's defaults apart from the learning rate
-(momentum 0.9; AdamW's weight decay 0.01): the nine of the lecture's story and three of Adam's
+Setup (the protocol of :func:`dltricks.lab.compare.compare_optimizers`): two models, logistic
+regression (one ``nn.Linear``) and an MLP (ReLU, dropout after each hidden layer); fourteen
+optimizers of :mod:`dltricks.optim` with torch's defaults apart from the learning rate
+(momentum 0.9; AdamW's weight decay 0.01): the nine of the lecture's story, three of Adam's
 descendants, RAdam (Liu et al. 2020), AdaBelief (Zhuang et al. 2020, pytorch-optimizer's
 defaults) and Schedule-Free AdamW (Defazio et al. 2024, schedulefree's defaults, evaluated in
-its eval mode, at its averaged weights). For a seed, every optimizer starts from the same
-initial weights. Each optimizer's learning rate is tuned on a half-decade grid (``grids``) by
-the final *validation* loss after the training budget (tuning runs get the data without its
-test split), on the first ``tune_seeds`` seeds; at the chosen rate it then trains once per
-seed, and those runs report training-loss curves and test accuracy. A diverged run scores an
-infinite loss. Robustness: the width in decades of the learning-rate interval whose
-validation loss is within ``tolerance`` (10%) of the best (see
+its eval mode, at its averaged weights), Adafactor (Shazeer & Stern 2018, torch's defaults:
+factored second moment, steps relative to the parameters' scale) and Muon+AdamW (Jordan et al.
+2024; Liu et al. 2025): Muon for the hidden weight matrices, AdamW for the rest, as one
+optimizer built with :func:`~dltricks.optim.partition` (see :func:`muon_adamw`). Muon+AdamW
+takes part only on a model with a hidden matrix (not logistic regression, whose only matrix is
+the output layer: there it would be AdamW under another name). For a seed, every optimizer
+starts from the same initial weights. Each optimizer's learning rate is tuned on a half-decade
+grid (``grids``) by the final *validation* loss after the training budget (tuning runs get the
+data without its test split), on the first ``tune_seeds`` seeds; at the chosen rate it then
+trains once per seed, and those runs report training-loss curves and test accuracy. A diverged
+run scores an infinite loss. Robustness: the width in decades of the learning-rate interval
+whose validation loss is within ``tolerance`` (10%) of the best (see
 :func:`dltricks.lab.compare.lr_width`).
 
 Data: digits (quick), MNIST-1D (full), real MNIST for a full run with ``--data-dir`` (much
@@ -64,18 +69,71 @@ from dltricks.optim import (
     SGD,
     AdaBelief,
     Adadelta,
+    Adafactor,
     Adagrad,
     Adam,
     AdamW,
+    ChainOptimizer,
     Lion,
     Momentum,
     RAdam,
     RMSprop,
     ScheduleFreeAdamW,
+    adam_direction,
+    chain,
+    group_labels,
+    muon_update,
+    partition,
 )
+from dltricks.optim import blocks as b
 from dltricks.train import TrainConfig
 
 Factory = Callable[[Iterable[nn.Parameter], float], torch.optim.Optimizer]
+
+
+def hidden_matrices(params: Iterable[nn.Parameter]) -> list[nn.Parameter]:
+    """The 2-D parameters but the last (a feed-forward classifier's output layer, whose
+    parameters come last in ``model.parameters()``): the matrices Muon is meant for."""
+    return [p for p in params if p.ndim == 2][:-1]
+
+
+def muon_adamw(
+    params: Iterable[nn.Parameter], lr: float, *, weight_decay: float = 1e-2
+) -> torch.optim.Optimizer:
+    """Muon for the hidden matrices, AdamW for the rest (biases, the output layer), one
+    optimizer (the README's partition recipe) with one learning rate for both.
+
+    Muon's step is scaled as Moonlight's (``adjust_lr_fn="match_rms_adamw"``: ``0.2
+    sqrt(max(A, B))``), which gives its update the RMS of AdamW's, so the two parts share
+    ``lr`` and ``weight_decay`` (Liu et al. 2025) and a single rate can be tuned on Adam's
+    grid. Muon: momentum 0.95, Nesterov, 5 Newton-Schulz steps (torch's defaults); AdamW:
+    betas (0.9, 0.999), eps 1e-8. ValueError for a model without a hidden matrix.
+    """
+    params = list(params)
+    hidden = hidden_matrices(params)
+    if not hidden:
+        raise ValueError(
+            "Muon+AdamW needs a hidden weight matrix (a 2-D parameter before the output "
+            "layer's); this model has none"
+        )
+    rest = [p for p in params if all(p is not h for h in hidden)]
+    groups: list[dict[str, Any]] = [
+        {"params": hidden, "label": "muon"},
+        {"params": rest, "label": "adamw"},
+    ]
+    adamw = chain(adam_direction(), b.add_decayed_weights(), b.scale_by_learning_rate())
+    muon = muon_update(adjust_lr_fn="match_rms_adamw")
+    transform = partition(group_labels(groups), {"muon": muon, "adamw": adamw})
+    return ChainOptimizer(
+        groups,
+        transform,
+        lr=lr,
+        weight_decay=weight_decay,
+        momentum=0.95,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+    )
+
 
 #: The contenders, in the order of the figures; torch's defaults apart from ``lr``.
 OPTIMIZERS: dict[str, Factory] = {
@@ -94,7 +152,14 @@ OPTIMIZERS: dict[str, Factory] = {
     "RAdam": lambda p, lr: RAdam(p, lr=lr),
     "AdaBelief": lambda p, lr: AdaBelief(p, lr=lr),
     "Schedule-Free": lambda p, lr: ScheduleFreeAdamW(p, lr=lr),
+    # Adafactor (torch's defaults: no momentum, relative steps) and Muon for the hidden
+    # matrices with AdamW for the rest (weight decay 0.01 on both, as AdamW's above).
+    "Adafactor": lambda p, lr: Adafactor(p, lr=lr),
+    "Muon+AdamW": lambda p, lr: muon_adamw(p, lr, weight_decay=1e-2),
 }
+
+#: Optimizers that need a hidden weight matrix (see :func:`hidden_matrices`).
+NEEDS_HIDDEN_MATRIX = frozenset({"Muon+AdamW"})
 
 #: Half-decade grids, each spanning the optimizer's usual range by at least a decade on both
 #: sides of its default (AdaDelta's lr multiplies an already unit-scaled step: around 1; Lion's
@@ -113,6 +178,10 @@ GRIDS: dict[str, tuple[float, ...]] = {
     "RAdam": half_decades(1e-4, 0.316),
     "AdaBelief": half_decades(1e-4, 0.316),
     "Schedule-Free": half_decades(1e-4, 0.316),
+    # Adafactor's default is 1e-2 (capped at 1/sqrt(t) and scaled by each parameter's RMS);
+    # Muon+AdamW's one rate is AdamW-scaled (match_rms_adamw): Adam's grid.
+    "Adafactor": half_decades(1e-4, 1.0),
+    "Muon+AdamW": half_decades(1e-4, 0.316),
 }
 
 MODEL_LABELS = {"logistic": "logistic regression", "mlp": "MLP with dropout"}
@@ -377,15 +446,30 @@ def run(ctx: RunContext) -> dict[str, Any]:
     specs = _specs(cfg)
     tune_seeds = ctx.seeds[: cfg["tune_seeds"]]
     train_config = TrainConfig(epochs=cfg["epochs"], batch_size=cfg["batch_size"])
-    per_model = sum(len(s.lrs) for s in specs) * len(tune_seeds) + len(specs) * len(ctx.seeds)
-    ctx.progress.plan(per_model * len(cfg["models"]))
+    factories = {kind: model_factory(kind, data, cfg) for kind in cfg["models"]}
+    # Muon+AdamW only where there is a hidden matrix (elsewhere it would be AdamW renamed).
+    left_out = {
+        kind: [s.name for s in specs if s.name in NEEDS_HIDDEN_MATRIX]
+        if not hidden_matrices(factory(0).parameters())
+        else []
+        for kind, factory in factories.items()
+    }
+    model_specs = {
+        kind: [s for s in specs if s.name not in left_out[kind]] for kind in cfg["models"]
+    }
+    ctx.progress.plan(
+        sum(
+            sum(len(s.lrs) for s in chosen) * len(tune_seeds) + len(chosen) * len(ctx.seeds)
+            for chosen in model_specs.values()
+        )
+    )
 
     comparisons: dict[str, Comparison] = {}
     for kind in cfg["models"]:
         comparisons[kind] = compare_optimizers(
-            model_factory(kind, data, cfg),
+            factories[kind],
             data,
-            specs,
+            model_specs[kind],
             train_config,
             seeds=ctx.seeds,
             tune_seeds=tune_seeds,
@@ -398,6 +482,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
         )
     _plot(ctx, comparisons, dataset)
     models = {kind: _model_summary(c) for kind, c in comparisons.items()}
+    for kind, names in left_out.items():
+        models[kind]["not_applicable"] = names
     losses = _adam_losses(models)
     has_adam = any("adam_rank_train_loss" in s for s in models.values())
     verdict = (
@@ -409,8 +495,13 @@ def run(ctx: RunContext) -> dict[str, Any]:
     )
     finding = (
         f"On {dataset} with each lr tuned on validation loss: {verdict}"
-        + ". ".join(_sentence(kind, s, len(specs)) for kind, s in models.items())
+        + ". ".join(_sentence(kind, s, len(s["val_loss"])) for kind, s in models.items())
         + "."
+        + "".join(
+            f" {', '.join(names)} left out of {MODEL_LABELS.get(kind, kind)} (no hidden matrix)."
+            for kind, names in left_out.items()
+            if names
+        )
     )
     diverged = [r for r in ctx.records if r.get("diverged")]
     return {
@@ -494,7 +585,12 @@ def summary_table(results: dict[str, Any]) -> dict[str, Any]:
         "headers": headers,
         "rows": rows,
         "note": f"at each optimizer's tuned lr, mean over {seeds} seeds (test accuracy ± sd); "
-        "lr width: decades of lr within 10% of the best validation loss",
+        "lr width: decades of lr within 10% of the best validation loss"
+        + (
+            "; —: not run on that model (Muon+AdamW needs a hidden matrix)"
+            if any(s.get("not_applicable") for s in models.values())
+            else ""
+        ),
     }
 
 

@@ -20,6 +20,7 @@ from dltricks.optim.blocks.orthogonalize import (
     orthogonalize,
     scale_by_shape,
     shape_scaled_descent,
+    shape_scaled_orthogonalize,
 )
 from dltricks.optim.blocks.rectification import rectified_denominator
 from dltricks.optim.blocks.resilient import scale_by_resilient_step
@@ -76,4 +77,5 @@ __all__ += [
     "scale_by_relative_step",
     "scale_by_shape",
     "shape_scaled_descent",
+    "shape_scaled_orthogonalize",
 ]

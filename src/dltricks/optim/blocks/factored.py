@@ -58,14 +58,15 @@ def factored_second_moment(
     def update(
         u: Tensor, state: Mapping[str, Tensor], param: Tensor, hyper: Hyper
     ) -> tuple[Tensor, State]:
+        if u.numel() == 0:
+            return u, {}  # an empty tensor: its row or column means would be 0 / 0
         weight = power(float(hyper["step"]), resolve(beta2_decay, hyper))
         eps = _eps1(eps1, hyper, param)
         changed: State
         if u.dim() > 1:
-            # (g * g).mean(dim) without a tensor of g's size, as torch computes it; the mean
-            # over an empty dimension is 0 (torch's Adafactor stores 0 / 0 = nan there).
-            row_mean = torch.norm(u, dim=-1, keepdim=True).square_().div_(max(u.size(-1), 1))
-            col_mean = torch.norm(u, dim=-2, keepdim=True).square_().div_(max(u.size(-2), 1))
+            # (g * g).mean(dim) without a tensor of g's size, as torch computes it.
+            row_mean = torch.norm(u, dim=-1, keepdim=True).square_().div_(u.size(-1))
+            col_mean = torch.norm(u, dim=-2, keepdim=True).square_().div_(u.size(-2))
             row = torch.lerp(state["row_var"], row_mean, weight)
             col = torch.lerp(state["col_var"], col_mean, weight)
             estimate = row @ col
@@ -95,9 +96,10 @@ def clip_by_block_rms(d: Hyperparameter = "d") -> Transform:
     """
 
     def update(u: Tensor, param: Tensor, hyper: Hyper) -> Tensor:
+        if u.numel() == 0:
+            return u  # nothing to clip (torch's step divides 0 by 0 there and raises)
         threshold = float(resolve(d, hyper))
-        # An empty tensor has nothing to clip (torch's Adafactor divides by its zero size).
-        rms = u.norm(2).item() / (u.numel() ** 0.5) if u.numel() else 0.0
+        rms = u.norm(2).item() / (u.numel() ** 0.5)
         denominator = max(1.0, rms / threshold)
         # Under the threshold the update is itself: no pass over the tensor.
         return u if denominator == 1.0 else u / denominator

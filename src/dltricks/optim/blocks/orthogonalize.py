@@ -108,6 +108,34 @@ def scale_by_shape(adjust_lr_fn: str | None = None) -> Transform:
     return stateless(f"scale_by_shape({adjust_lr_fn})", update, per_tensor=True)
 
 
+def shape_scaled_orthogonalize(
+    ns_coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
+    ns_steps: int = 5,
+    eps: Hyperparameter = "eps",
+    adjust_lr_fn: str | None = None,
+) -> Transform:
+    """:func:`orthogonalize` then :func:`scale_by_shape` in one per-tensor block.
+
+    Math::
+
+        u' = s(A, B) NS_k^{(a,b,c)}(u; eps)
+
+    Muon's per-matrix work, and nothing else: what follows it (weight decay, the learning
+    rate) is elementwise, so the fast path fuses it into one kernel with the step.
+    """
+    orthogonal = orthogonalize(ns_coefficients, ns_steps, eps)
+    if adjust_lr_fn not in ADJUST_LR_FNS:
+        raise ValueError(f"Adjust learning rate function {adjust_lr_fn} is not supported")
+
+    def update(u: Tensor, param: Tensor, hyper: Hyper) -> Tensor:
+        ortho, _ = orthogonal.update(u, {}, param, hyper)
+        return ortho.mul_(shape_scale(param.shape, adjust_lr_fn))  # its own tensor
+
+    return stateless(
+        f"shape_scaled_orthogonalize({ns_steps} steps, {adjust_lr_fn})", update, per_tensor=True
+    )
+
+
 def shape_scaled_descent(
     adjust_lr_fn: str | None = None,
     lr: Hyperparameter = "lr",

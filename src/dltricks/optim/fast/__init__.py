@@ -4,8 +4,11 @@
 ``torch.compile`` into one kernel that reads the parameters, gradients and state and writes the
 parameters and state in place; :mod:`~dltricks.optim.fast.flat` lays a group's tensors out in
 flat buffers so that one kernel call covers the whole group; :mod:`~dltricks.optim.fast.path`
-drives both for one optimizer. :class:`~dltricks.optim.ComposedOptimizer` documents how the
-path is chosen (``fast=``, ``DLTRICKS_FAST``).
+drives both for one optimizer; :mod:`~dltricks.optim.fast.segments` fuses the elementwise
+stretches of a chain around its per-tensor blocks (Muon's Newton-Schulz, Adafactor's factored
+statistics), which run per parameter between the kernels.
+:class:`~dltricks.optim.ComposedOptimizer` documents how the path is chosen (``fast=``,
+``DLTRICKS_FAST``).
 
 What to expect (measured on a shared 2-core EPYC, one torch thread; the table and the command
 are in ``benchmarks/results/optim_step_cpu.md``):
@@ -44,8 +47,9 @@ every operation).
 Fallbacks (the eager path, for the parameters or chains concerned): DTensor parameters
 (FSDP2, tensor parallel: run per tensor, exactly as torch), non-contiguous parameters, devices
 other than CPU and CUDA, parameters that share storage with another tensor, buckets under
-:data:`MIN_FAST_NUMEL` elements in automatic mode, a chain with a block that does not declare
-itself elementwise or that does not compile (a ``RuntimeWarning`` says why), one-element runs, and
+:data:`MIN_FAST_NUMEL` elements in automatic mode, a chain with a block that declares nothing
+or that does not compile (a ``RuntimeWarning`` says why), a chain of declared blocks with no
+elementwise stretch (a ``partition``), one-element runs, and
 steps traced by an outer ``torch.compile`` on a torch without ``torch.library.custom_op``
 (otherwise such a step is one operator that runs this path: see
 :mod:`~dltricks.optim.fast.compiled_step`). Parameters without a gradient at a step are skipped

@@ -49,6 +49,7 @@ from torch.autograd.graph import increment_version
 
 from dltricks.optim.base import Scalar, State, Transform
 from dltricks.optim.fast.kernel import BoundUpdate, FusedUpdate
+from dltricks.optim.fast.segments import SegmentedUpdate
 from dltricks.optim.grads import reject_sparse
 from dltricks.optim.state_precision import SEED_KEY, StateCodec, blocks_of
 
@@ -125,7 +126,7 @@ class Bucket:
         params: list[Tensor],
         state: dict[Any, Any],
         transform: Transform,
-        fused: FusedUpdate,
+        fused: FusedUpdate | SegmentedUpdate,
         hyper: Mapping[str, Scalar],
         *,
         codec: StateCodec | None = None,
@@ -168,6 +169,15 @@ class Bucket:
             else:
                 self.state_bufs[k] = torch.zeros(total, dtype=torch.bfloat16, device=device)
         self.scalar_bufs: dict[str, Tensor] = {}
+        # A segmented chain (elementwise stretches around per-tensor blocks) passes ``u``
+        # from stage to stage through these buffers: a kernel never writes the buffer it
+        # reads (compiled code may not expect its inputs to overlap), so a stretch between
+        # two per-tensor blocks writes the second one.
+        self.out_bufs: list[Tensor] = []
+        if isinstance(fused, SegmentedUpdate):
+            self.out_bufs = [
+                torch.zeros(total, dtype=dtype, device=device) for _ in range(fused.buffers)
+            ]
         # torch.optim keeps ``step`` as a float32 CPU tensor per parameter (eager does too).
         # At least two elements: the kernel counts steps in it (see FusedUpdate), and a length
         # of one would make dynamo compile a second graph. On other devices than the CPU, or
@@ -239,6 +249,14 @@ class Bucket:
             if codec is not None:
                 source = self._encode_fresh(source)
         entries: State = {}
+        if isinstance(self.fused, SegmentedUpdate):
+            # The per-tensor blocks' state (row and column statistics...) stays per tensor,
+            # updated in place from now on: a copy of its own, as the flat entries are (a
+            # loaded state dict may share its tensors with another optimizer's).
+            flat = {*layout.tensor_keys, *layout.scalar_keys, "step"}
+            entries.update(
+                (k, torch.as_tensor(v).clone()) for k, v in source.items() if k not in flat
+            )
         for key in layout.tensor_keys:
             if codec is not None and codec.precision == "int8":
                 codes_key, absmax_key = codec.stored_names(key)
@@ -484,12 +502,18 @@ class Bucket:
 
     # -- the step ------------------------------------------------------------------------
 
-    def run_fused(self, a: int, b: int, hyper: list[Tensor]) -> None:
+    def run_fused(
+        self, a: int, b: int, hyper: list[Tensor], values: Mapping[str, Scalar] | None = None
+    ) -> None:
         """One kernel call over parameters ``a..b-1`` (same label, hence same ``t``).
 
         ``hyper``: the kernel's hyperparameter tensors, ``t = steps[a] + 1`` among them; the
-        path passes the same tensors at every step, refilled in place.
+        path passes the same tensors at every step, refilled in place. ``values``: the
+        group's hyperparameters as numbers, for the per-tensor blocks of a segmented chain.
         """
+        if isinstance(self.fused, SegmentedUpdate):
+            self._run_stages(self.fused, a, b, hyper, values or {})
+            return
         layout = self.fused.layout
         t = self.steps[a] + 1
         if a == 0 and b == len(self.params):
@@ -519,6 +543,77 @@ class Bucket:
             self.step_buf[a:b].add_(1.0)
         if b - a > 1:
             for key, head in zip(layout.scalar_keys, scalars, strict=True):
+                self.scalar_bufs[key][a + 1 : b].copy_(head)  # the run shares the value
+        self._advance(range(a, b), t)
+
+    def _run_stages(
+        self,
+        fused: SegmentedUpdate,
+        a: int,
+        b: int,
+        tensors: list[Tensor],
+        values: Mapping[str, Scalar],
+    ) -> None:
+        """A segmented chain over parameters ``a..b-1``: each elementwise stretch one kernel
+        call over the run's span of the buffers, each per-tensor block per parameter."""
+        layout = fused.layout
+        t = self.steps[a] + 1
+        whole = a == 0 and b == len(self.params)
+        lo, hi = self.span(a, b)
+        assert self.grad_buf is not None  # a run has gradients
+        by_name = dict(zip(layout.hyper_keys, tensors, strict=True))
+        if whole:
+            scalars = dict(zip(layout.scalar_keys, self.scalar_heads, strict=True))
+        else:
+            scalars = {k: alias(self.scalar_bufs[k], a, (1,)) for k in layout.scalar_keys}
+        step_hyper = {**values, "step": float(t)}
+        counted = False
+        source = self.grad_buf  # where this stage reads u: the gradients, then out_bufs
+        for index, stage in enumerate(fused.stages):
+            if stage.fused is None:
+                # Written in place over its input unless that is the gradient.
+                target = self.out_bufs[0] if source is self.grad_buf else source
+                for i in range(a, b):
+                    entries = self.state_alias[i]
+                    shape = self.params[i].shape
+                    u = alias(source, self.offsets[i], shape)
+                    new, changed = stage.transform.update(
+                        u, entries, self.param_alias[i], step_hyper
+                    )
+                    alias(target, self.offsets[i], shape).copy_(new)
+                    for key, value in changed.items():
+                        entries[key].copy_(value)
+                source = target
+                continue
+            stage_layout = stage.fused.layout
+            if stage.fused.writes_param:
+                counted = whole and self.counts_steps_in_kernel
+                third = self.step_buf if counted else self.step_scratch
+            else:
+                target = next(buf for buf in self.out_bufs if buf is not source)
+                third = target[lo:hi]
+            args = [self.param_buf[lo:hi], source[lo:hi], third]
+            args += [self.state_bufs[k][lo:hi] for k in stage_layout.tensor_keys]
+            args += [scalars[k] for k in stage_layout.scalar_keys]
+            args += [by_name[k] for k in stage_layout.hyper_keys]
+            try:
+                stage.fused(*args)
+            except Exception as error:
+                if index == 0:
+                    raise  # nothing changed yet: the path may take the eager step instead
+                raise RuntimeError(
+                    f"a fused stretch of {self.transform.name} failed after earlier stages of "
+                    f"this step had changed the state ({error}); the step cannot be retried. "
+                    "Build the optimizer with fast=False"
+                ) from error
+            if not stage.fused.writes_param:
+                source = target
+        if not fused.writes_param:
+            self.param_buf[lo:hi].add_(source[lo:hi])
+        if not counted:
+            self.step_buf[a:b].add_(1.0)
+        if b - a > 1:
+            for key, head in scalars.items():
                 self.scalar_bufs[key][a + 1 : b].copy_(head)  # the run shares the value
         self._advance(range(a, b), t)
 

@@ -34,7 +34,7 @@ import types
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -42,6 +42,9 @@ from torch import Tensor
 from dltricks.optim.base import Hyper, Scalar, State, Transform
 from dltricks.optim.fast import torch_internals
 from dltricks.optim.state_precision import SEED_KEY, StateCodec
+
+if TYPE_CHECKING:
+    from dltricks.optim.fast.segments import SegmentedUpdate
 
 _names = itertools.count()
 
@@ -158,11 +161,13 @@ _INDUCTOR_OPTIONS = {
 _NARROW_DTYPES = (torch.float16, torch.bfloat16)
 
 
-def _fused_update_source(transform: Transform, layout: Layout) -> FusedFn:
+def _fused_update_source(transform: Transform, layout: Layout, writes_param: bool) -> FusedFn:
     tensor_keys, scalar_keys, hyper_keys = layout.tensor_keys, layout.scalar_keys, layout.hyper_keys
     n_tensor, n_scalar = len(tensor_keys), len(scalar_keys)
 
     def fused(param: Tensor, grad: Tensor, steps: Tensor, *args: Tensor) -> None:
+        # A stretch of a chain that ends before a per-tensor block writes its output ``u``
+        # into ``steps``'s place (the segment's output buffer) and leaves theta alone.
         stored = args[:n_tensor]
         # float16/bfloat16 buffers: the update computed in float32 and rounded once when
         # stored, as torch's fused optimizers do (dynamo specialises on the dtype, so this
@@ -181,7 +186,9 @@ def _fused_update_source(transform: Transform, layout: Layout) -> FusedFn:
         state = dict(zip(tensor_keys, tensors, strict=True))
         state.update((key, vector[0]) for key, vector in zip(scalar_keys, vectors, strict=True))
         update, changed = transform.update(grad, state, theta, hyper)
-        if narrow:
+        if not writes_param:
+            steps.copy_(update)
+        elif narrow:
             param.copy_(theta + update)
         else:
             param.add_(update)
@@ -193,7 +200,8 @@ def _fused_update_source(transform: Transform, layout: Layout) -> FusedFn:
                 vector.copy_(changed[key])
         # torch.optim's per-parameter step counts (float32): counted here rather than by one
         # more operation per step.
-        steps.add_(1.0)
+        if writes_param:
+            steps.add_(1.0)
 
     return _own_code(fused)
 
@@ -359,9 +367,11 @@ class FusedUpdate:
     ``__call__(param, grad, steps, *tensor_state, *scalar_state, *hyper)`` writes ``param``
     and the state in place and adds one to ``steps`` (a float32 vector of at least two
     elements: dynamo would specialise a length of one); scalar state entries come as
-    one-element vectors (the value of the run's first parameter). The first call compiles
-    (seconds); if compilation fails, :attr:`failure` says why and the caller falls back to
-    eager.
+    one-element vectors (the value of the run's first parameter). With ``writes_param=False``
+    (a stretch of a chain followed by a per-tensor block) the third argument is instead a
+    buffer like ``param`` that receives the update, and ``param`` is only read. The first
+    call compiles (seconds); if compilation fails, :attr:`failure` says why and the caller
+    falls back to eager.
 
     A call through ``torch.compile`` costs about 15 microseconds of guard checks and frame
     handling before the kernel runs, most of a small model's step. :meth:`bind` removes it
@@ -377,16 +387,20 @@ class FusedUpdate:
         *,
         bindable: bool = True,
         codec: StateCodec | None = None,
+        writes_param: bool = True,
     ) -> None:
+        if codec is not None and not writes_param:
+            raise ValueError("a low-precision state kernel writes the parameter")
         self.codec = codec
         if codec is not None:
             layout = lowbit_layout(layout, codec)
         self.layout = layout
         self.failure: str | None = None
         self.bindable = bindable
+        self.writes_param = writes_param
         self._backend = _CapturingInductor(_INDUCTOR_OPTIONS)
         source = (
-            _fused_update_source(transform, layout)
+            _fused_update_source(transform, layout, writes_param)
             if codec is None
             else _fused_lowbit_source(transform, layout, codec)
         )
@@ -507,7 +521,7 @@ CACHE_SIZE = 64
 """How many chains' fused updates a process keeps (least recently used first out). A bucket
 holds its own, so an evicted update only costs a later optimizer of that chain a new trace."""
 
-_CACHE: OrderedDict[Any, FusedUpdate | str] = OrderedDict()
+_CACHE: OrderedDict[Any, FusedUpdate | SegmentedUpdate | str] = OrderedDict()
 
 
 def fused_update_for(
@@ -517,8 +531,12 @@ def fused_update_for(
     *,
     bindable: bool = True,
     codec: StateCodec | None = None,
-) -> FusedUpdate | str:
-    """The (process-wide cached) fused update of ``transform``, or why it cannot be fused.
+) -> FusedUpdate | SegmentedUpdate | str:
+    """The (process-wide cached) fused update of ``transform``, or why it cannot be fused:
+    a :class:`FusedUpdate` for an elementwise chain, a
+    :class:`~dltricks.optim.fast.segments.SegmentedUpdate` for a chain of declared blocks
+    with per-tensor ones among them (its elementwise stretches fused; full-precision state
+    only), else a reason (str).
 
     ``key`` identifies the chain's structure across optimizer instances: equal keys must mean
     equal chains (the adapter uses the optimizer class and its structural options, or the
@@ -533,12 +551,17 @@ def fused_update_for(
         _CACHE.move_to_end(key)
         return cached
     layout = analyse(transform, hyper)
-    cached = (
+    made: FusedUpdate | SegmentedUpdate | str = (
         FusedUpdate(transform, layout, bindable=bindable, codec=codec)
         if isinstance(layout, Layout)
         else layout
     )
-    _CACHE[key] = cached
+    if isinstance(made, str) and codec is None and transform.per_tensor and transform.parts:
+        from dltricks.optim.fast.segments import segmented_update  # it builds on this module
+
+        segmented = segmented_update(transform, hyper)
+        made = segmented if not isinstance(segmented, str) else made
+    _CACHE[key] = made
     while len(_CACHE) > CACHE_SIZE:
         _CACHE.popitem(last=False)
-    return cached
+    return made

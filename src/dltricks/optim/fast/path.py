@@ -14,6 +14,7 @@ from torch import Tensor
 
 from dltricks.optim.fast.flat import Bucket
 from dltricks.optim.fast.kernel import fused_update_for
+from dltricks.optim.fast.segments import SegmentedUpdate
 from dltricks.optim.fast.torch_internals import is_distributed_tensor
 from dltricks.optim.finite import all_finite
 from dltricks.optim.state_precision import StateCodec
@@ -109,8 +110,9 @@ class FlatPath:
         hyper = opt.group_hyper(group)
         fused = fused_update_for(key, chain, hyper, bindable=opt.chain_is_fixed)
         if isinstance(fused, str) or fused.failure is not None:
-            # A chain declared per tensor (Muon, Adafactor, a partition) runs eagerly by
-            # design; anything else fell back and says so.
+            # A chain declared per tensor with no elementwise stretch to fuse around its
+            # per-tensor blocks (a partition) runs eagerly by design; anything else fell back
+            # and says so. (Muon and Adafactor are segmented: see fast/segments.py.)
             if not (isinstance(fused, str) and chain.per_tensor):
                 self._warn_once(key, fused if isinstance(fused, str) else fused.failure)
             return _GroupPlan(group, params, key, [], list(params))
@@ -259,8 +261,10 @@ class FlatPath:
             tensors = self._hyper_tensors(
                 bucket.param_buf.device, names, group, bucket.steps[a] + 1
             )
+            segmented = isinstance(bucket.fused, SegmentedUpdate)
+            values = self.optimizer.group_hyper(group) if segmented else None
             try:
-                bucket.run_fused(a, b, tensors)
+                bucket.run_fused(a, b, tensors, values)
                 return
             except Exception:
                 if bucket.fused.failure is None:
