@@ -248,3 +248,34 @@ def test_fallback_runs_the_compiled_kernel(monkeypatch: Any) -> None:
     assert ((param.detach().double() - want_p).abs() <= 2.0**-21 * (p0.abs() + term)).all()
     error = (opt.state[param]["exp_avg"].double() - want_m).abs()
     assert (error <= _bf16_ulp(want_m) * (1 + 2.0**-8)).all()
+
+
+@needs_compiler
+def test_part_of_a_bucket_and_freed_gradients() -> None:
+    """A parameter without a gradient is left alone (the kernel runs over the others' slice),
+    and gradients freed by ``zero_grad()`` and made again by backward are the ones read."""
+    torch.manual_seed(3)
+    first = torch.nn.Parameter(torch.randn(5000))
+    second = torch.nn.Parameter(torch.randn(3000))
+    opt = ours.Adam([first, second], lr=1e-2, weight_decay=0.1, state_precision="bf16", fast=True)
+    ((first**2).sum() + (second**3).sum()).backward()
+    opt.step()
+    opt.zero_grad()  # set_to_none: the gradient buffer is freed
+    (second**3).sum().backward()  # only the second gets a gradient
+    before = first.detach().clone()
+    state = opt.state[second]
+    m0, v0 = state["exp_avg"].double(), state["exp_avg_sq"].double()
+    assert second.grad is not None
+    p0, g0 = second.detach().double().clone(), second.grad.double()
+    opt.step()
+    assert isinstance(_update_of(opt), native.NativeAdamUpdate)
+    assert torch.equal(first.detach(), before)
+    assert int(opt.state[first]["step"]) == 1
+    assert int(opt.state[second]["step"]) == 2
+    want_p, want_m, want_v, term = _reference_step(
+        p0, g0, m0, v0, t=2, lr=1e-2, wd=0.1, maximize=False, decoupled=False
+    )
+    assert ((second.detach().double() - want_p).abs() <= 2.0**-21 * (p0.abs() + term)).all()
+    for key, want in (("exp_avg", want_m), ("exp_avg_sq", want_v)):
+        error = (opt.state[second][key].double() - want).abs()
+        assert (error <= _bf16_ulp(want) * (1 + 2.0**-8)).all(), key
