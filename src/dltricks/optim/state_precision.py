@@ -45,12 +45,14 @@ Caveat: moments are rounded independently, so a quantity computed from two of th
 a property exact arithmetic guarantees: centered RMSprop's ``v - a^2`` can come out slightly
 negative under int8 when the gradient barely varies (its square root is then NaN).
 
-Speed: the state's bytes are saved, but on a CPU the fused kernels are not yet faster than
-the float32 one: inductor (torch 2.13) loads 1- and 2-byte buffers beside float32 ones with
-partial vector loads and keeps the int8 block maximum's inputs in float32 temporaries, so the
-bf16 step takes about 2.4x and the int8 step about 13x torch's fused float32 AdamW at 20M
-parameters (``benchmarks/results/optim_step_lowbit_cpu.md``). Low-precision state is for
-memory.
+Speed: the state's bytes are saved; the time only for bf16 Adam/AdamW on a CPU. There the
+fast path runs a hand-written C kernel (:mod:`dltricks.optim.fast.native`, built at first use
+with the system C compiler): 0.76-0.94x torch's fused float32 AdamW at 20M parameters on one
+core of a shared 2-core EPYC, near its memory bound. Everything else runs inductor's kernels,
+which (torch 2.13) load 1- and 2-byte buffers beside float32 ones with partial vector loads
+and keep the int8 block maximum's inputs in float32 temporaries: bf16 about 2.4x (where no C
+compiler is found, or with ``DLTRICKS_NATIVE=0``) and int8 about 13-18x torch's fused float32
+AdamW (``benchmarks/results/optim_step_lowbit_cpu.md``). int8 state is for memory.
 
 Both paths run the same encode and decode functions (the fast path inside its one kernel):
 they agree to the rounding of the stored form; the random bits of ``bf16`` depend on an

@@ -49,6 +49,7 @@ from torch.autograd.graph import increment_version
 
 from dltricks.optim.base import Scalar, State, Transform
 from dltricks.optim.fast.kernel import BoundUpdate, FusedUpdate
+from dltricks.optim.fast.native import BoundNative, NativeAdamUpdate
 from dltricks.optim.fast.segments import SegmentedUpdate
 from dltricks.optim.grads import reject_sparse
 from dltricks.optim.state_precision import SEED_KEY, StateCodec, blocks_of
@@ -126,7 +127,7 @@ class Bucket:
         params: list[Tensor],
         state: dict[Any, Any],
         transform: Transform,
-        fused: FusedUpdate | SegmentedUpdate,
+        fused: FusedUpdate | SegmentedUpdate | NativeAdamUpdate,
         hyper: Mapping[str, Scalar],
         *,
         codec: StateCodec | None = None,
@@ -201,7 +202,7 @@ class Bucket:
         self._hooks: list[Any] = []
         # The whole-bucket kernel call (without dynamo where possible), and the hyperparameter
         # tensors it reads.
-        self._bound: BoundUpdate | None = None
+        self._bound: BoundUpdate | BoundNative | None = None
         self._bound_hyper: list[Tensor] = []
         # What is_bound watches: (state dict, key, slice) of exposed parameters, and the
         # state dicts that must stay empty; rebuilt when a parameter is first exposed.

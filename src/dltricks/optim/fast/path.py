@@ -13,7 +13,8 @@ import torch
 from torch import Tensor
 
 from dltricks.optim.fast.flat import Bucket
-from dltricks.optim.fast.kernel import fused_update_for
+from dltricks.optim.fast.kernel import FusedUpdate, fused_update_for
+from dltricks.optim.fast.native import native_update_for
 from dltricks.optim.fast.segments import SegmentedUpdate
 from dltricks.optim.fast.torch_internals import is_distributed_tensor
 from dltricks.optim.finite import all_finite
@@ -117,7 +118,7 @@ class FlatPath:
                 self._warn_once(key, fused if isinstance(fused, str) else fused.failure)
             return _GroupPlan(group, params, key, [], list(params))
         buckets = []
-        for (_, _, codec), members in partitions.items():
+        for (dtype, device, codec), members in partitions.items():
             if sum(p.numel() for p in members) < self.min_numel:
                 eager.extend(members)
             elif codec is None:
@@ -132,9 +133,15 @@ class FlatPath:
                     )
                     eager.extend(members)
                     continue
+                # bf16 Adam/AdamW on the CPU: the hand-written kernel, where it builds.
+                update = (
+                    native_update_for(opt, group, codec, dtype, device, stored)
+                    if isinstance(stored, FusedUpdate)
+                    else stored
+                )
                 buckets.append(
                     Bucket(
-                        members, opt.state, chain, stored, hyper, codec=codec, seed=opt.state_seed
+                        members, opt.state, chain, update, hyper, codec=codec, seed=opt.state_seed
                     )
                 )
         # Keep the group's order for the eager leftovers (it decides nothing but reads well).
