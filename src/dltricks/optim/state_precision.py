@@ -48,11 +48,12 @@ negative under int8 when the gradient barely varies (its square root is then NaN
 Speed: the state's bytes are saved; the time only for bf16 Adam/AdamW on a CPU. There the
 fast path runs a hand-written C kernel (:mod:`dltricks.optim.fast.native`, built at first use
 with the system C compiler): 0.86x torch's fused float32 AdamW at 20M parameters on one
-core of a quiet 2-core EPYC (0.76-0.94x under load), near its memory bound. Everything else runs inductor's kernels,
-which (torch 2.13) load 1- and 2-byte buffers beside float32 ones with partial vector loads
-and keep the int8 block maximum's inputs in float32 temporaries: bf16 about 2.4x (where no C
-compiler is found, or with ``DLTRICKS_NATIVE=0``) and int8 about 13-18x torch's fused float32
-AdamW (``benchmarks/results/optim_step_lowbit_cpu.md``). int8 state is for memory.
+core of a quiet 2-core EPYC (0.76-0.94x under load), near its memory bound. Everything else
+runs inductor's kernels, which (torch 2.13) load 1- and 2-byte buffers beside float32 ones
+with partial vector loads and keep the int8 block maximum's inputs in float32 temporaries:
+bf16 about 2.4x (where no C compiler is found, or with ``DLTRICKS_NATIVE=0``) and int8 about
+13-18x torch's fused float32 AdamW (``benchmarks/results/optim_step_lowbit_cpu.md``). int8
+state is for memory.
 
 Both paths run the same encode and decode functions (the fast path inside its one kernel):
 they agree to the rounding of the stored form; the random bits of ``bf16`` depend on an
