@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import Tensor
 
-from dltricks.optim.base import Hyper, Hyperparameter, Scalar, Transform, resolve, stateless
+from dltricks.optim.base import Hyper, Hyperparameter, Transform, resolve, stateless
 
 
-def _is_zero(value: Scalar) -> bool:
-    """A Python number equal to 0: no decay, and no pass over the tensor (torch skips it too).
+def _plus_decayed_weights(
+    weight_decay: Hyperparameter,
+) -> Callable[[Tensor, Tensor, Hyper], Tensor]:
+    """``u + lambda * theta``, the update both placements of weight decay share.
 
-    A tensor (the fast path's traced hyperparameters, a tensor ``weight_decay``) is never
-    inspected here: the kernel stays one graph whatever the value.
+    A Python ``lambda`` of 0 makes no pass over the tensor (torch skips it too); a tensor
+    (the fast path's traced hyperparameters, a tensor ``weight_decay``) is never inspected,
+    so the kernel stays one graph whatever the value.
     """
-    return not isinstance(value, Tensor) and value == 0
+
+    def update(u: Tensor, param: Tensor, hyper: Hyper) -> Tensor:
+        wd = resolve(weight_decay, hyper)
+        return u if not isinstance(wd, Tensor) and wd == 0 else u + wd * param
+
+    return update
 
 
 def add_l2_penalty(weight_decay: Hyperparameter = "weight_decay") -> Transform:
@@ -25,12 +35,9 @@ def add_l2_penalty(weight_decay: Hyperparameter = "weight_decay") -> Transform:
     (Loshchilov & Hutter 2019): see :func:`add_decayed_weights`. torch's ``weight_decay`` of
     SGD, Adam, RMSprop, Adagrad, Adamax, NAdam and Adadelta.
     """
-
-    def update(u: Tensor, param: Tensor, hyper: Hyper) -> Tensor:
-        wd = resolve(weight_decay, hyper)
-        return u if _is_zero(wd) else u + wd * param
-
-    return stateless(f"add_l2_penalty({weight_decay})", update, elementwise=True)
+    return stateless(
+        f"add_l2_penalty({weight_decay})", _plus_decayed_weights(weight_decay), elementwise=True
+    )
 
 
 def add_decayed_weights(weight_decay: Hyperparameter = "weight_decay") -> Transform:
@@ -42,9 +49,8 @@ def add_decayed_weights(weight_decay: Hyperparameter = "weight_decay") -> Transf
     Lion, and NAdam with ``decoupled_weight_decay=True``. The formula is the same as
     :func:`add_l2_penalty`; what differs is where the block sits in the chain.
     """
-
-    def update(u: Tensor, param: Tensor, hyper: Hyper) -> Tensor:
-        wd = resolve(weight_decay, hyper)
-        return u if _is_zero(wd) else u + wd * param
-
-    return stateless(f"add_decayed_weights({weight_decay})", update, elementwise=True)
+    return stateless(
+        f"add_decayed_weights({weight_decay})",
+        _plus_decayed_weights(weight_decay),
+        elementwise=True,
+    )
