@@ -199,6 +199,22 @@ def _timed(step: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
+def _interleaved_medians(modes: dict[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
+    """The median time of each mode over ``rounds`` rounds, every mode once a round.
+
+    Interleaved in a fresh order each round: what ran just before a mode (and what it left in
+    the caches) changes from round to round instead of biasing one mode.
+    """
+    times: dict[str, list[float]] = {name: [] for name in modes}
+    shuffle = random.Random(len(times))
+    for _ in range(rounds):
+        order = list(modes.items())
+        shuffle.shuffle(order)
+        for name, step in order:
+            times[name].append(_timed(step))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 @dataclass
 class Row:
     spec: Spec
@@ -252,20 +268,11 @@ def _bench(spec: Spec, size: str, rounds: int, with_eager: bool) -> Row:
     modes["a.add_(b)"] = lambda: stream_a.add_(stream_b)
     for step in modes.values():  # warm-up: state allocation, first-touch page faults
         step()
-    times: dict[str, list[float]] = {name: [] for name in modes}
-    shuffle = random.Random(len(times))
-    for _ in range(rounds):
-        order = list(modes.items())
-        # Interleave in a fresh order each round: what ran just before a mode (and what it
-        # left in the caches) changes from round to round instead of biasing one mode.
-        shuffle.shuffle(order)
-        for name, step in order:
-            times[name].append(_timed(step))
+    medians = _interleaved_medians(modes, rounds)
     fast.nonfinite = "ignore"  # type: ignore[attr-defined]
     peak = _peak_extra_bytes(fast.step)
     fast.nonfinite = "raise"  # type: ignore[attr-defined]
     # The eager path allocates full-size temporaries: its figure shows the probe sees them.
-    medians = {name: statistics.median(values) for name, values in times.items()}
     bandwidth = 12 * numel / medians.pop("a.add_(b)")
     return Row(
         spec,
@@ -504,14 +511,7 @@ def _lowbit_report(size: str, rounds: int, command: str) -> list[str]:
         opt.step()
     modes: dict[str, Callable[[], Any]] = {name: opt.step for name, opt in optimizers.items()}
     modes["a.add_(b)"] = lambda: stream_a.add_(stream_b)
-    times: dict[str, list[float]] = {name: [] for name in modes}
-    shuffle = random.Random(len(times))
-    for _ in range(rounds):
-        order = list(modes.items())
-        shuffle.shuffle(order)
-        for name, step in order:
-            times[name].append(_timed(step))
-    medians = {name: statistics.median(values) for name, values in times.items()}
+    medians = _interleaved_medians(modes, rounds)
     bandwidth = 12 * numel / medians.pop("a.add_(b)")
     reference = medians["torch fused fp32"]
     lines = [
