@@ -72,7 +72,9 @@ STEPS = 12
     ("config", "variant", "path"),
     [pytest.param(c, "plain", "eager", id=_config_id(c)) for c in MUON_CONFIGS]
     + [pytest.param({}, v, "eager", id=f"default-{v}") for v in VARIANTS if v != "plain"]
-    + [pytest.param({}, v, "fast", id=f"default-{v}-fast") for v in ("plain", "two_groups")],
+    + [pytest.param({}, v, "fast", id=f"default-{v}-fast") for v in ("plain", "two_groups")]
+    # Every matrix scaled (s != 1 for the wide one too): the fast path's in-buffer scaling.
+    + [pytest.param(MUON_CONFIGS[3], "plain", "fast", id="match_rms_adamw-plain-fast")],
 )
 def test_muon_matches_torch_in_float64(config: dict[str, Any], variant: str, path: str) -> None:
     config = {"lr": LR, **config}

@@ -51,6 +51,7 @@ Hyperparameter: TypeAlias = float | str
 
 InitFn: TypeAlias = Callable[[Tensor, Hyper], State]
 UpdateFn: TypeAlias = Callable[[Tensor, Mapping[str, Tensor], Tensor, Hyper], tuple[Tensor, State]]
+IntoFn: TypeAlias = Callable[[Tensor, Mapping[str, Tensor], Tensor, Hyper, Tensor], State]
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,12 @@ class Transform:
             in one kernel over the flat buffers, Newton-Schulz per matrix, then the decay and
             the step in one kernel). The chain's ``update`` must be the parts' updates one
             after another, each block reading only the state it owns.
+        update_into: optional, for a per-tensor block: ``update_into(u, state, theta, hyper,
+            out) -> changed_state`` writes ``u'`` into ``out`` (a tensor of ``u``'s shape and
+            dtype, possibly ``u`` itself: read ``u`` before writing) instead of returning a
+            new tensor, with the same numbers as ``update``. The fast path calls it with the
+            parameter's slice of its flat buffer, which saves a temporary and a copy
+            (Newton-Schulz's bfloat16 result goes straight into the float32 buffer).
     """
 
     name: str
@@ -95,6 +102,7 @@ class Transform:
     elementwise: bool = False
     per_tensor: bool = False
     parts: tuple[Transform, ...] = ()
+    update_into: IntoFn | None = None
 
     @property
     def declared(self) -> bool:
@@ -124,12 +132,15 @@ def stateless(
     *,
     elementwise: bool = False,
     per_tensor: bool = False,
+    into: Callable[[Tensor, Tensor, Hyper, Tensor], None] | None = None,
 ) -> Transform:
     """A transformation with no state: ``u' = update(u, theta, hyper)``.
 
     ``elementwise``: see :class:`Transform`; declare True only for an update that works on
     each element alone (it may then be fused). ``per_tensor``: declare True for an update
     that reads whole tensors (a norm, the shape). Undeclared blocks run per tensor, exactly.
+    ``into(u, theta, hyper, out)``: optionally, the same update written into ``out``
+    (:attr:`Transform.update_into`).
     """
     if elementwise and per_tensor:
         raise ValueError(f"block {name!r} cannot be both elementwise and per_tensor")
@@ -142,8 +153,23 @@ def stateless(
     ) -> tuple[Tensor, State]:
         return update(u, param, hyper), {}
 
+    update_into: IntoFn | None = None
+    if into is not None:
+        write = into
+
+        def update_into(
+            u: Tensor, state: Mapping[str, Tensor], param: Tensor, hyper: Hyper, out: Tensor
+        ) -> State:
+            write(u, param, hyper, out)
+            return {}
+
     return Transform(
-        name=name, init=init, update=update_fn, elementwise=elementwise, per_tensor=per_tensor
+        name=name,
+        init=init,
+        update=update_fn,
+        elementwise=elementwise,
+        per_tensor=per_tensor,
+        update_into=update_into,
     )
 
 

@@ -71,12 +71,17 @@ def orthogonalize(
     if ns_steps >= 100:
         raise ValueError("Number of steps must be less than 100 for computational efficiency")
 
-    def update(u: Tensor, param: Tensor, hyper: Hyper) -> Tensor:
+    def factor(u: Tensor, hyper: Hyper) -> Tensor:
         stabiliser = float(resolve(eps, hyper))
-        ortho = newton_schulz(u, coefficients, ns_steps, stabiliser)  # type: ignore[arg-type]
-        return ortho.to(u.dtype)
+        return newton_schulz(u, coefficients, ns_steps, stabiliser)  # type: ignore[arg-type]
 
-    return stateless(f"orthogonalize({ns_steps} steps)", update, per_tensor=True)
+    def update(u: Tensor, param: Tensor, hyper: Hyper) -> Tensor:
+        return factor(u, hyper).to(u.dtype)
+
+    def into(u: Tensor, param: Tensor, hyper: Hyper, out: Tensor) -> None:
+        out.copy_(factor(u, hyper))  # bfloat16 widened in the copy (exact)
+
+    return stateless(f"orthogonalize({ns_steps} steps)", update, per_tensor=True, into=into)
 
 
 def shape_scale(shape: torch.Size | tuple[int, ...], adjust_lr_fn: str | None) -> float:
@@ -127,12 +132,25 @@ def shape_scaled_orthogonalize(
     if adjust_lr_fn not in ADJUST_LR_FNS:
         raise ValueError(f"Adjust learning rate function {adjust_lr_fn} is not supported")
 
+    into_factor = orthogonal.update_into
+    assert into_factor is not None
+
     def update(u: Tensor, param: Tensor, hyper: Hyper) -> Tensor:
         ortho, _ = orthogonal.update(u, {}, param, hyper)
-        return ortho.mul_(shape_scale(param.shape, adjust_lr_fn))  # its own tensor
+        scale = shape_scale(param.shape, adjust_lr_fn)
+        return ortho if scale == 1.0 else ortho.mul_(scale)  # its own tensor
+
+    def into(u: Tensor, param: Tensor, hyper: Hyper, out: Tensor) -> None:
+        into_factor(u, {}, param, hyper, out)
+        scale = shape_scale(param.shape, adjust_lr_fn)
+        if scale != 1.0:  # a wide matrix's factor under "original" is 1: no pass
+            out.mul_(scale)
 
     return stateless(
-        f"shape_scaled_orthogonalize({ns_steps} steps, {adjust_lr_fn})", update, per_tensor=True
+        f"shape_scaled_orthogonalize({ns_steps} steps, {adjust_lr_fn})",
+        update,
+        per_tensor=True,
+        into=into,
     )
 
 

@@ -574,14 +574,19 @@ class Bucket:
             if stage.fused is None:
                 # Written in place over its input unless that is the gradient.
                 target = self.out_bufs[0] if source is self.grad_buf else source
+                into = stage.transform.update_into
                 for i in range(a, b):
                     entries = self.state_alias[i]
                     shape = self.params[i].shape
                     u = alias(source, self.offsets[i], shape)
-                    new, changed = stage.transform.update(
-                        u, entries, self.param_alias[i], step_hyper
-                    )
-                    alias(target, self.offsets[i], shape).copy_(new)
+                    out = alias(target, self.offsets[i], shape)
+                    if into is not None:  # straight into the buffer, no temporary
+                        changed = into(u, entries, self.param_alias[i], step_hyper, out)
+                    else:
+                        new, changed = stage.transform.update(
+                            u, entries, self.param_alias[i], step_hyper
+                        )
+                        out.copy_(new)
                     for key, value in changed.items():
                         entries[key].copy_(value)
                 source = target
