@@ -31,6 +31,24 @@ def unit_rms() -> Transform:
     return stateless("unit_rms", lambda u, p, h: u / u.pow(2).mean().sqrt(), per_tensor=True)
 
 
+# Calls of unit_rms_into's ``into`` (the fast path's way to run it), by test.
+INTO_CALLS: list[int] = [0]
+
+
+def unit_rms_into() -> Transform:
+    """:func:`unit_rms` that can also write into the fast path's buffer (``out`` is the
+    input's own slice there: the scale is read before the write)."""
+
+    def update(u: Tensor, p: Tensor, h: Hyper) -> Tensor:
+        return u / u.pow(2).mean().sqrt()
+
+    def into(u: Tensor, p: Tensor, h: Hyper, out: Tensor) -> None:
+        INTO_CALLS[0] += 1
+        torch.div(u, u.pow(2).mean().sqrt(), out=out)
+
+    return stateless("unit_rms_into", update, per_tensor=True, into=into)
+
+
 def row_normalised() -> Transform:
     """Per tensor, with state of its own: ``r_t = (r_{t-1} + mean_j u_ij^2) / 2``,
     ``u' = u / sqrt(r_t + 1e-3)`` row by row (``r`` has shape ``(rows, 1)``)."""
@@ -64,6 +82,16 @@ def middle_chain() -> Transform:
     )
 
 
+def middle_into_chain() -> Transform:
+    """:func:`middle_chain` with a per-tensor block that writes into the buffer."""
+    return ours.chain(
+        b.ema(BETA, key="m"),
+        unit_rms_into(),
+        b.add_decayed_weights(DECAY),
+        b.scale_by_learning_rate(),
+    )
+
+
 def middle_formula(theta: Tensor, g: Tensor, state: dict[str, Tensor]) -> Tensor:
     m = state["m"] = BETA * state.get("m", torch.zeros_like(g)) + (1 - BETA) * g
     n = m / m.pow(2).mean().sqrt()
@@ -85,6 +113,7 @@ def ends_formula(theta: Tensor, g: Tensor, state: dict[str, Tensor]) -> Tensor:
 Formula = Callable[[Tensor, Tensor, dict[str, Tensor]], Tensor]
 CHAINS: dict[str, tuple[Callable[[], Transform], Formula]] = {
     "middle": (middle_chain, middle_formula),
+    "middle_into": (middle_into_chain, middle_formula),
     "ends": (ends_chain, ends_formula),
 }
 
@@ -137,6 +166,16 @@ def test_a_chain_with_per_tensor_blocks_follows_its_formula(name: str, fast: boo
         for key, value in states[i].items():
             torch.testing.assert_close(state[p][key], value, rtol=1e-10, atol=1e-12)
         assert float(state[p]["step"]) == STEPS - (i == 1)
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["eager", "fast"])
+def test_update_into_is_the_fast_paths_way_and_only_its(fast: bool) -> None:
+    """The segmented fast path writes a per-tensor block's update straight into its buffer
+    (``update_into``, once per parameter and step); the eager path calls ``update``."""
+    INTO_CALLS[0] = 0
+    _run(middle_into_chain, fast)
+    per_step = len(SHAPES)
+    assert INTO_CALLS[0] == (per_step * STEPS - 1 if fast else 0)
 
 
 def test_stretches_and_per_tensor_stages_are_what_the_chain_declares() -> None:
