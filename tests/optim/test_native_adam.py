@@ -1,8 +1,9 @@
-"""The C kernel of bf16-state Adam/AdamW (dltricks.optim.fast.native).
+"""The C kernels of bf16- and int8-state Adam/AdamW (dltricks.optim.fast.native).
 
 References are computed here in float64 from torch's Adam/AdamW formula, on the moments as
-stored (bfloat16, decoded exactly) before each step; rounding is checked against the two
-bfloat16 neighbours and the probability of rounding up computed from the float32 bits.
+stored (bfloat16, decoded exactly; int8 codes, decoded by the map's formula) before each step;
+bf16 rounding is checked against the two bfloat16 neighbours and the probability of rounding
+up computed from the float32 bits, int8 codes against the nearest code of the map.
 """
 
 from __future__ import annotations
@@ -191,10 +192,10 @@ def test_state_dict_round_trip() -> None:
 def test_no_compiler_gives_none_with_one_warning(monkeypatch: Any) -> None:
     monkeypatch.setattr(native.shutil, "which", lambda name: None)
     with pytest.warns(RuntimeWarning, match="no C compiler"):
-        assert native.adam_bf16_kernel() is None
+        assert native.adam_kernel("bf16") is None
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert native.adam_bf16_kernel() is None  # told once
+        assert native.adam_kernel("bf16") is None  # told once
 
 
 @needs_compiler
@@ -203,14 +204,14 @@ def test_compile_error_gives_none_with_a_warning(monkeypatch: Any, tmp_path: Pat
     broken.write_text("this is not C\n")
     monkeypatch.setattr(native, "SOURCE", broken)
     with pytest.warns(RuntimeWarning, match="failed"):
-        assert native.adam_bf16_kernel() is None
+        assert native.adam_kernel("bf16") is None
 
 
 def test_switch_off_is_silent(monkeypatch: Any) -> None:
     monkeypatch.setenv(native.SWITCH, "0")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert native.adam_bf16_kernel() is None
+        assert native.adam_kernel("bf16") is None
 
 
 def test_amsgrad_and_other_dtypes_keep_the_compiled_kernel() -> None:
@@ -238,7 +239,7 @@ def test_fallback_runs_the_compiled_kernel(monkeypatch: Any) -> None:
     opt = ours.AdamW([param], lr=1e-2, state_precision="bf16", fast=True)
     param.grad = torch.randn(5000)
     p0, g0 = param.detach().double().clone(), param.grad.double()
-    with pytest.warns(RuntimeWarning, match="native bf16 Adam kernel is unavailable"):
+    with pytest.warns(RuntimeWarning, match="native low-precision Adam kernels are unavailable"):
         opt.step()
     assert isinstance(_update_of(opt), FusedUpdate)
     zeros = torch.zeros(5000, dtype=torch.float64)
@@ -279,3 +280,138 @@ def test_part_of_a_bucket_and_freed_gradients() -> None:
     for key, want in (("exp_avg", want_m), ("exp_avg_sq", want_v)):
         error = (opt.state[second][key].double() - want).abs()
         assert (error <= _bf16_ulp(want) * (1 + 2.0**-8)).all(), key
+
+
+# -- int8 state ------------------------------------------------------------------------------
+
+
+def _assert_nearest_codes(
+    codes: torch.Tensor, absmax: torch.Tensor, want: torch.Tensor, signed: bool
+) -> None:
+    """``codes``/``absmax`` (one block per 256 elements) encode ``want`` (float64) as the
+    map's formula says, computed here: ``absmax`` is the block's ``max |want|`` and each code
+    the nearest integer to ``C (|want| / absmax)^(1/4)`` (``C`` 127 signed, with the sign;
+    255 unsigned), up to float32 rounding of the moment (a code may sit on the other side of
+    a half only when the value is within float32 slack of it)."""
+    n = want.numel()
+    blocks = absmax.numel()
+    padded = torch.zeros(blocks * 256, dtype=torch.float64)
+    padded[:n] = want
+    block_max = padded.view(blocks, 256).abs().amax(dim=1)
+    torch.testing.assert_close(absmax.double(), block_max, rtol=1e-6, atol=0)
+    top = 127.0 if signed else 255.0
+    scale = torch.where(block_max > 0, 1 / block_max, torch.zeros_like(block_max))
+    ideal = top * (padded.view(blocks, 256).abs() * scale[:, None]).clamp(max=1) ** 0.25
+    ideal = ideal.reshape(-1)[:n]
+    stored = codes.reshape(-1).to(torch.int64)
+    if signed:
+        assert (stored[want < 0] <= 0).all()
+        assert (stored[want > 0] >= 0).all()
+        stored = stored.abs()
+    else:
+        stored = stored % 256  # the byte's unsigned value
+    slack = 1e-4 * top  # float32 moments: about 2^-23 relative, times the root's 1/4, widely
+    assert ((stored - ideal).abs() <= 0.5 + slack).all()
+
+
+def _decoded(codes: torch.Tensor, absmax: torch.Tensor, signed: bool) -> torch.Tensor:
+    """float64 values of int8 codes, by the map's formula (independent of the library)."""
+    top = 127.0 if signed else 255.0
+    c = codes.reshape(-1).to(torch.int64)
+    c = c if signed else c % 256
+    per_element = absmax.double().repeat_interleave(256)[: c.numel()]
+    return torch.sign(c) * (c.abs().double() / top) ** 4 * per_element
+
+
+@needs_compiler
+@pytest.mark.parametrize("opt_class", [ours.Adam, ours.AdamW], ids=["Adam", "AdamW"])
+@pytest.mark.parametrize(("maximize", "wd"), [(False, 0.0), (True, 0.1), (False, 0.1)])
+def test_int8_steps_match_float64_reference(opt_class: Any, maximize: bool, wd: float) -> None:
+    """Each step from the stored state: the parameter as torch's formula in float64 on the
+    decoded moments, and the new codes the nearest of the map to the float64 moments."""
+    torch.manual_seed(4)
+    numel = 5000  # not whole blocks: the last block padded
+    param = torch.nn.Parameter(torch.randn(numel))
+    opt = opt_class(
+        [param], lr=1e-2, weight_decay=wd, maximize=maximize, state_precision="int8", fast=True
+    )
+    decoupled = opt_class is ours.AdamW
+    for t in range(1, 4):
+        state = opt.state[param]
+        if state:
+            m0 = _decoded(state["exp_avg_int8"], state["exp_avg_absmax"], True)
+            v0 = _decoded(state["exp_avg_sq_int8"], state["exp_avg_sq_absmax"], False)
+        else:
+            m0 = v0 = torch.zeros(numel, dtype=torch.float64)
+        p0 = param.detach().double().clone()
+        param.grad = torch.randn(numel) * (1 + torch.arange(numel) % 7)  # spread magnitudes
+        want_p, want_m, want_v, term = _reference_step(
+            p0, param.grad.double(), m0, v0, t=t, lr=1e-2, wd=wd, maximize=maximize,
+            decoupled=decoupled,
+        )  # fmt: skip
+        opt.step()
+        assert isinstance(_update_of(opt), native.NativeAdamUpdate)
+        state = opt.state[param]
+        assert state["exp_avg_int8"].dtype == torch.int8
+        assert int(state["step"]) == t
+        # float32 arithmetic: the decoding adds four roundings to each moment (the bf16
+        # kernel's widening is exact), so four times the bf16 test's bound.
+        tolerance = 2.0**-19 * (p0.abs() + term)
+        assert ((param.detach().double() - want_p).abs() <= tolerance).all()
+        _assert_nearest_codes(state["exp_avg_int8"], state["exp_avg_absmax"], want_m, True)
+        _assert_nearest_codes(state["exp_avg_sq_int8"], state["exp_avg_sq_absmax"], want_v, False)
+
+
+@needs_compiler
+def test_int8_threads_split_the_buffer_without_changing_the_result() -> None:
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for count in (1, 3):
+            torch.set_num_threads(count)
+            torch.manual_seed(5)
+            param = torch.nn.Parameter(torch.randn(3 << 18 | 5))
+            opt = ours.AdamW([param], lr=1e-3, state_precision="int8", fast=True)
+            for _ in range(2):
+                param.grad = torch.randn(param.shape)
+                opt.step()
+            assert isinstance(_update_of(opt), native.NativeAdamUpdate)
+            results.append((param.detach().clone(), dict(opt.state[param])))
+    finally:
+        torch.set_num_threads(threads)
+    (p1, s1), (p3, s3) = results
+    assert torch.equal(p1, p3)
+    for key in ("exp_avg_int8", "exp_avg_absmax", "exp_avg_sq_int8", "exp_avg_sq_absmax"):
+        assert torch.equal(s1[key], s3[key]), key
+
+
+@needs_compiler
+def test_int8_checkpoint_moves_between_the_native_and_the_compiled_kernel(
+    monkeypatch: Any,
+) -> None:
+    """The C kernel keeps the compiled kernel's state layout: a run saved under one resumes
+    under the other, and both follow the float64 reference from the loaded state."""
+    torch.manual_seed(6)
+    param = torch.nn.Parameter(torch.randn(5000))
+    opt = ours.AdamW([param], lr=1e-2, state_precision="int8", fast=True)
+    for _ in range(2):
+        param.grad = torch.randn(5000)
+        opt.step()
+    assert isinstance(_update_of(opt), native.NativeAdamUpdate)
+    saved = copy.deepcopy(opt.state_dict())
+    monkeypatch.setenv(native.SWITCH, "0")
+    other = torch.nn.Parameter(param.detach().clone())
+    resumed = ours.AdamW([other], lr=1e-2, state_precision="int8", fast=True)
+    resumed.load_state_dict(saved)
+    state = resumed.state[other]
+    m0 = _decoded(state["exp_avg_int8"], state["exp_avg_absmax"], True)
+    v0 = _decoded(state["exp_avg_sq_int8"], state["exp_avg_sq_absmax"], False)
+    p0 = other.detach().double().clone()
+    other.grad = torch.randn(5000)
+    resumed.step()
+    assert isinstance(_update_of(resumed), FusedUpdate)
+    want_p, want_m, _, term = _reference_step(
+        p0, other.grad.double(), m0, v0, t=3, lr=1e-2, wd=1e-2, maximize=False, decoupled=True
+    )
+    assert ((other.detach().double() - want_p).abs() <= 2.0**-19 * (p0.abs() + term)).all()
+    _assert_nearest_codes(state["exp_avg_int8"], state["exp_avg_absmax"], want_m, True)

@@ -45,14 +45,17 @@ Caveat: moments are rounded independently, so a quantity computed from two of th
 a property exact arithmetic guarantees: centered RMSprop's ``v - a^2`` can come out slightly
 negative under int8 when the gradient barely varies (its square root is then NaN).
 
-Speed: the state's bytes are saved; the time only for bf16 Adam/AdamW on a CPU. There the
-fast path runs a hand-written C kernel (:mod:`dltricks.optim.fast.native`, built at first use
-with the system C compiler): 0.86x torch's fused float32 AdamW at 20M parameters on one
-core of a quiet 2-core EPYC (0.76-0.94x under load), near its memory bound. Everything else
-runs inductor's kernels, which (torch 2.13) load 1- and 2-byte buffers beside float32 ones
-with partial vector loads and keep the int8 block maximum's inputs in float32 temporaries:
-bf16 about 2.4x (where no C compiler is found, or with ``DLTRICKS_NATIVE=0``) and int8 about
-13-18x torch's fused float32 AdamW (``benchmarks/results/optim_step_lowbit_cpu.md``). int8
+Speed: the state's bytes are saved; the time for bf16 Adam/AdamW on a CPU. For Adam/AdamW
+with bf16 or int8 state on a CPU the fast path runs hand-written C kernels
+(:mod:`dltricks.optim.fast.native`, built at first use with the system C compiler). At 20M
+parameters on a quiet 2-core EPYC, against torch's fused float32 AdamW in the same run: bf16
+0.76-0.96x on one thread (median 0.83x of five runs), 0.66-0.88x on two; int8 1.31-1.56x on
+one thread and 0.87-1.14x on two: the int8 step is compute bound (its four quarter roots
+alone cost about 0.8x; without encoding the step takes 0.76x). Everything else runs
+inductor's kernels, which (torch 2.13) load 1- and 2-byte buffers beside float32 ones with
+partial vector loads and keep the int8 block maximum's inputs in float32 temporaries: bf16
+about 1.6-3.4x (also where no C compiler is found, or with ``DLTRICKS_NATIVE=0``) and int8
+10-18x torch's fused float32 AdamW (``benchmarks/results/optim_step_lowbit_cpu.md``). int8
 state is for memory.
 
 Both paths run the same encode and decode functions (the fast path inside its one kernel):

@@ -1,13 +1,14 @@
-"""A hand-written C kernel for Adam/AdamW with bfloat16 moments, compiled at first use.
+"""Hand-written C kernels for Adam/AdamW with bfloat16 or int8 moments, compiled at first use.
 
 ``state_precision="bf16"`` halves the bytes of Adam's moments, but inductor's code for 2-byte
 buffers beside float32 ones is compute bound on a CPU (about 2.4x torch's fused float32 AdamW
-at 20M parameters). The loop in ``csrc/adam_bf16.c`` is plain C that the system compiler
+at 20M parameters). The loop in ``csrc/adam_lowbit.c`` is plain C that the system compiler
 vectorizes (``-O3 -march=native``): it reads ``theta, g, m, v`` and writes ``theta, m, v`` once,
 20 bytes per parameter instead of float32's 28. Measured at 20M parameters on one core of a
 shared 2-core EPYC: 0.76-0.94x torch's fused float32 AdamW (85-94% of its memory bound),
 against 2.4x for the compiled kernel (``benchmarks/results/optim_step_lowbit_cpu.md``). Above
-2^18 elements per thread the buffer is split over ``torch.get_num_threads()`` threads.
+2^18 elements per thread the buffer is split over ``torch.get_num_threads()`` threads
+(:data:`OPENMP`).
 
 Math (one element, float32 arithmetic; ``m``, ``v`` widened from their bfloat16 bits)::
 
@@ -26,9 +27,19 @@ bits) / 2^16, unbiased, the same distribution as the compiled kernel's rule (the
 differently for a given draw). State layout and ``state_dict`` are those of the compiled
 kernel: a checkpoint moves between them.
 
+``state_precision="int8"`` has a kernel of its own in the same file: per block of 256
+elements it decodes both moments (:func:`~dltricks.optim.state_precision.dequantize_blocks`),
+updates them and the parameter as above, takes the block maxima, and encodes
+(:func:`~dltricks.optim.state_precision.quantize_blocks`), written operation by operation as
+those torch functions compute in float32, so equal moments get equal codes. It is compute
+bound (four square roots per element for the quarter-root map, beside Adam's own square root
+and division): 1.3-1.6x torch's fused float32 AdamW at 20M parameters on one thread and
+0.87-1.14x on two, against 10-18x for the compiled kernel
+(``benchmarks/results/optim_step_lowbit_cpu.md``).
+
 Used by the fast path for CPU buckets of float32 parameters of :class:`~dltricks.optim.Adam`
-and :class:`~dltricks.optim.AdamW` with bf16 state and without AMSGrad; everything else runs
-the compiled kernel. The library is built with the C compiler on ``PATH`` (``cc`` or
+and :class:`~dltricks.optim.AdamW` with bf16 or int8 state and without AMSGrad; everything
+else runs the compiled kernel. The library is built with the C compiler on ``PATH`` (``cc`` or
 ``gcc``) into ``$XDG_CACHE_HOME/dltricks/native`` (``~/.cache/dltricks/native``), named by a
 hash of the source, the flags, the compiler's version and the CPU, written to a temporary
 file and renamed. Where that fails (no compiler, a compile or load error), the compiled
@@ -48,7 +59,6 @@ import subprocess
 import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -56,33 +66,30 @@ import torch
 from torch import Tensor
 
 from dltricks.optim.fast.kernel import FusedUpdate, Layout
-from dltricks.optim.state_precision import SEED_KEY, StateCodec
+from dltricks.optim.state_precision import INT8_BLOCK, SEED_KEY, StateCodec
 
 SWITCH = "DLTRICKS_NATIVE"
-"""Environment variable: ``0`` keeps the compiled kernel for bf16 Adam/AdamW."""
+"""Environment variable: ``0`` keeps the compiled kernel for bf16 and int8 Adam/AdamW."""
 
 FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC")
 """The C compiler's flags (no ``errno`` nor trap semantics for ``sqrtf``: the loop vectorizes;
 IEEE results unchanged)."""
 
-SOURCE = Path(__file__).parent / "csrc" / "adam_bf16.c"
-_SYMBOL = "dltricks_adam_bf16"
-_COMPILE_TIMEOUT_S = 120
+OPENMP = "-fopenmp"
+"""Added to :data:`FLAGS` where the compiler takes it: the kernels split the buffer over
+``torch.get_num_threads()`` threads of the OpenMP runtime in the process. On Linux that is
+torch's own ``libgomp.so.1`` (the library the kernel asks for by that name is the one torch
+loaded), so the step runs on the threads torch's kernels keep warm, instead of competing with
+them for the cores (a Python thread pool ran 2 threads 1.3x slower next to torch's spinning
+OpenMP workers). Without it, the kernels run on the calling thread."""
 
-_MIN_PART = 1 << 18  # elements per thread at least (a thread's start costs microseconds)
-_PART_ALIGN = 64
-_pools: dict[int, ThreadPoolExecutor] = {}
+SOURCE = Path(__file__).parent / "csrc" / "adam_lowbit.c"
+_SYMBOLS = {"bf16": "dltricks_adam_bf16", "int8": "dltricks_adam_int8"}
+_COMPILE_TIMEOUT_S = 120
 
 # The loaded kernel (or None after a failure) once looked for, and whether its failure was told.
 _kernel: list[Any] = []
 _warned: list[bool] = [False]
-
-
-def _pool(parts: int) -> ThreadPoolExecutor:
-    pool = _pools.get(parts)
-    if pool is None:
-        pool = _pools[parts] = ThreadPoolExecutor(parts - 1, thread_name_prefix="dltricks")
-    return pool
 
 
 def cache_dir() -> Path:
@@ -109,19 +116,19 @@ def _cpu_identity() -> str:
     return identity
 
 
-def build(compiler: str) -> Path:
-    """The shared library of :data:`SOURCE` built by ``compiler`` (cached; see the module
-    docstring). Raises ``OSError`` or ``subprocess.SubprocessError`` on failure."""
+def build(compiler: str, flags: tuple[str, ...] = FLAGS) -> Path:
+    """The shared library of :data:`SOURCE` built by ``compiler`` with ``flags`` (cached; see
+    the module docstring). Raises ``OSError`` or ``subprocess.SubprocessError`` on failure."""
     source = SOURCE.read_bytes()
     version = subprocess.run(
         [compiler, "--version"], capture_output=True, check=True, timeout=_COMPILE_TIMEOUT_S
     ).stdout
     digest = hashlib.sha256()
-    for part in (source, " ".join(FLAGS).encode(), version, _cpu_identity().encode()):
+    for part in (source, " ".join(flags).encode(), version, _cpu_identity().encode()):
         digest.update(part)
         digest.update(b"\0")
     folder = cache_dir()
-    target = folder / f"adam_bf16-{digest.hexdigest()[:24]}.so"
+    target = folder / f"adam_lowbit-{digest.hexdigest()[:24]}.so"
     if target.exists():
         return target
     folder.mkdir(parents=True, exist_ok=True)
@@ -129,7 +136,7 @@ def build(compiler: str) -> Path:
     os.close(handle)
     try:
         done = subprocess.run(
-            [compiler, *FLAGS, "-o", temporary, str(SOURCE), "-lm"],
+            [compiler, *flags, "-o", temporary, str(SOURCE), "-lm"],
             capture_output=True,
             timeout=_COMPILE_TIMEOUT_S,
         )
@@ -143,21 +150,31 @@ def build(compiler: str) -> Path:
     return target
 
 
-def _load() -> Any:
+def _load() -> dict[str, Any]:
     compiler = _compiler()
     if compiler is None:
         raise OSError("no C compiler (cc or gcc) on PATH")
-    library = ctypes.CDLL(str(build(compiler)))
-    kernel = getattr(library, _SYMBOL)
-    kernel.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64, ctypes.c_uint32]
-    kernel.argtypes += [ctypes.c_float] * 9 + [ctypes.c_int32] * 2
-    kernel.restype = None
-    return kernel
+    try:
+        library = ctypes.CDLL(str(build(compiler, (*FLAGS, OPENMP))))
+    except (OSError, subprocess.SubprocessError):  # no OpenMP here: one thread
+        library = ctypes.CDLL(str(build(compiler)))
+    kernels = {}
+    for precision, symbol in _SYMBOLS.items():
+        kernel = getattr(library, symbol)
+        if precision == "bf16":  # p, g, m, v, n, key
+            kernel.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64, ctypes.c_uint32]
+        else:  # p, g, m codes, m absmax, v codes, v absmax, blocks
+            kernel.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int64]
+        kernel.argtypes += [ctypes.c_float] * 9 + [ctypes.c_int32] * 3  # ..., threads
+        kernel.restype = None
+        kernels[precision] = kernel
+    return kernels
 
 
-def adam_bf16_kernel() -> Any | None:
-    """The C function (``ctypes``), built and loaded at the first call; None where
-    ``DLTRICKS_NATIVE=0`` or it cannot be built or loaded (then one ``RuntimeWarning``)."""
+def adam_kernel(precision: str) -> Any | None:
+    """The C function (``ctypes``) for ``precision`` ("bf16" or "int8"), built and loaded at
+    the first call; None where ``DLTRICKS_NATIVE=0`` or it cannot be built or loaded (then one
+    ``RuntimeWarning``)."""
     if os.environ.get(SWITCH, "1").strip() == "0":
         return None
     if not _kernel:
@@ -168,12 +185,13 @@ def adam_bf16_kernel() -> Any | None:
             if not _warned[0]:
                 _warned[0] = True
                 warnings.warn(
-                    f"dltricks: the native bf16 Adam kernel is unavailable "
+                    f"dltricks: the native low-precision Adam kernels are unavailable "
                     f"({type(error).__name__}: {error}); using the compiled kernel",
                     RuntimeWarning,
                     stacklevel=2,
                 )
-    return _kernel[0]
+    kernels = _kernel[0]
+    return None if kernels is None else kernels[precision]
 
 
 def forget() -> None:
@@ -183,21 +201,37 @@ def forget() -> None:
 
 
 class NativeAdamUpdate:
-    """Adam/AdamW with bf16 moments through the C kernel, with :class:`FusedUpdate`'s calling
-    convention: ``(param, grad, steps, exp_avg, exp_avg_sq, sr_seed, *hyper)``, the
-    hyperparameters in ``layout.hyper_keys`` order as 0-dim tensors; it writes ``param`` and
-    the moments in place and adds one to ``steps``."""
+    """Adam/AdamW with bf16 or int8 moments through the C kernel, with :class:`FusedUpdate`'s
+    calling convention: ``(param, grad, steps, exp_avg, exp_avg_sq, sr_seed, *hyper)`` (bf16)
+    or ``(param, grad, steps, exp_avg_int8, exp_avg_absmax, exp_avg_sq_int8,
+    exp_avg_sq_absmax, *hyper)`` (int8), the hyperparameters in ``layout.hyper_keys`` order
+    as 0-dim tensors; it writes ``param`` and the moments in place and adds one to
+    ``steps``."""
 
-    def __init__(self, kernel: Any, layout: Layout, *, maximize: bool, decoupled: bool) -> None:
+    def __init__(
+        self,
+        kernel: Any,
+        layout: Layout,
+        *,
+        maximize: bool,
+        decoupled: bool,
+        precision: str = "bf16",
+    ) -> None:
         self.kernel = kernel
         self.layout = layout
         self.maximize = maximize
         self.decoupled = decoupled
+        self.precision = precision
         self.failure: str | None = None  # as FusedUpdate's: this update never falls back
         self._names = layout.hyper_keys
 
     def __call__(self, *args: Tensor) -> None:
-        param, grad, steps, exp_avg, exp_avg_sq, seed, *hyper = args
+        if self.precision == "int8":
+            param, grad, steps, *stored = args[:7]
+            hyper = args[7:]
+        else:
+            param, grad, steps, *stored = args[:6]
+            hyper = args[6:]
         values = dict(zip(self._names, (float(h) for h in hyper), strict=True))
         lr, weight_decay = values["lr"], values["weight_decay"]
         beta1, beta2, eps, t = values["beta1"], values["beta2"], values["eps"], values["step"]
@@ -205,8 +239,6 @@ class NativeAdamUpdate:
             decay, l2 = 1.0 - lr * weight_decay, 0.0
         else:
             decay, l2 = 1.0, weight_decay
-        # state_precision.noise_key in uint32 arithmetic (int32 wraps the same way).
-        key = (int(t) * 0x2C1B3C6D + int(float(seed[0])) * 0x297A2D39) & 0xFFFFFFFF
         scalars = (
             decay,
             l2,
@@ -219,34 +251,20 @@ class NativeAdamUpdate:
             eps,
             int(self.maximize),
             int(l2 != 0.0),
+            torch.get_num_threads(),  # as torch's kernels; the C code splits over OpenMP
         )
-        pointers = (param.data_ptr(), grad.data_ptr(), exp_avg.data_ptr(), exp_avg_sq.data_ptr())
+        p, g = param.data_ptr(), grad.data_ptr()
         numel = param.numel()
-
-        def run(start: int, stop: int) -> None:
-            # Elements [start, stop): the hash's index is the element's, so key + start.
-            p, g, m, v = pointers
-            self.kernel(
-                p + 4 * start,
-                g + 4 * start,
-                m + 2 * start,
-                v + 2 * start,
-                stop - start,
-                (key + start) & 0xFFFFFFFF,
-                *scalars,
-            )
-
-        parts = min(torch.get_num_threads(), numel // _MIN_PART)
-        if parts <= 1:
-            run(0, numel)
+        if self.precision == "int8":
+            if numel % INT8_BLOCK:
+                raise ValueError(f"an int8 bucket of {numel} elements is not whole blocks")
+            m, m_absmax, v, v_absmax = (s.data_ptr() for s in stored)
+            self.kernel(p, g, m, m_absmax, v, v_absmax, numel // INT8_BLOCK, *scalars)
         else:
-            # As torch's kernels: torch's thread count. ctypes releases the GIL during a call.
-            size = -(-numel // parts // _PART_ALIGN) * _PART_ALIGN
-            bounds = [(a, min(a + size, numel)) for a in range(0, numel, size)]
-            futures = [_pool(parts).submit(run, a, b) for a, b in bounds[1:]]
-            run(*bounds[0])
-            for future in futures:
-                future.result()
+            m, v, seed = stored[0].data_ptr(), stored[1].data_ptr(), stored[2]
+            # state_precision.noise_key in uint32 arithmetic (int32 wraps the same way).
+            key = (int(t) * 0x2C1B3C6D + int(float(seed[0])) * 0x297A2D39) & 0xFFFFFFFF
+            self.kernel(p, g, m, v, numel, key, *scalars)
         steps.add_(1.0)
 
     def bind(self, args: Sequence[Tensor]) -> BoundNative:
@@ -285,22 +303,26 @@ def native_update_for(
     device: torch.device,
     compiled: FusedUpdate,
 ) -> FusedUpdate | NativeAdamUpdate:
-    """The C kernel's update for a bucket where it applies (bf16 state of float32 CPU
+    """The C kernel's update for a bucket where it applies (bf16 or int8 state of float32 CPU
     parameters of Adam or AdamW without AMSGrad, and the kernel loads), else ``compiled``."""
     from dltricks.optim.adam import Adam, AdamW
 
     layout = compiled.layout
+    scalars = {"bf16": (SEED_KEY,), "int8": ()}.get(codec.precision)
     if (
         type(optimizer) not in (Adam, AdamW)
-        or codec.precision != "bf16"
+        or scalars is None
         or dtype != torch.float32
         or device.type != "cpu"
         or group.get("amsgrad")
         or layout.tensor_keys != ("exp_avg", "exp_avg_sq")
-        or layout.scalar_keys != (SEED_KEY,)
+        or layout.scalar_keys != scalars
+        # The kernel's maps: exp_avg signed, exp_avg_sq unsigned.
+        or "exp_avg" in codec.unsigned
+        or "exp_avg_sq" not in codec.unsigned
     ):
         return compiled
-    kernel = adam_bf16_kernel()
+    kernel = adam_kernel(codec.precision)
     if kernel is None:
         return compiled
     return NativeAdamUpdate(
@@ -308,4 +330,5 @@ def native_update_for(
         layout,
         maximize=bool(group["maximize"]),
         decoupled=bool(group["decoupled_weight_decay"]),
+        precision=codec.precision,
     )
