@@ -78,13 +78,30 @@ def test_partition_matches_two_torch_optimizers(labels: str, fast: bool) -> None
             dampening=0.0,
         )
         with warnings.catch_warnings():
-            warnings.simplefilter("error")  # a declared per-tensor chain runs eagerly, quietly
+            # Each label's chain is fused (fast) or runs eagerly by request: never a fallback.
+            warnings.filterwarnings("error", message="dltricks fast path unavailable")
             _train(mine_model, [mine])
         _train(their_model, _torch_pair(their_model))
     _assert_close(mine_model, their_model)
     for p in mine_model.parameters():
         expected = {"exp_avg", "exp_avg_sq"} if p.ndim == 2 else {"momentum_buffer"}
         assert set(mine.state[p]) == expected | {"step"}
+    if fast:
+        _assert_each_label_fused(mine, {"adam": ADAM, "sgd": SGD_MOMENTUM}, BY_DIMENSION)
+
+
+def _assert_each_label_fused(
+    opt: ours.ChainOptimizer, transforms: Mapping[str, Transform], label: Callable[[Tensor], str]
+) -> None:
+    """On the fast path every parameter is in a bucket of its own label's transformation."""
+    plans = [plan for plan in opt._flat.plans if plan is not None]  # type: ignore[attr-defined]
+    assert all(not plan.eager for plan in plans), "a parameter stayed on the eager path"
+    fused = {
+        id(p): bucket.transform for plan in plans for bucket in plan.buckets for p in bucket.params
+    }
+    for group in opt.param_groups:
+        for p in group["params"]:
+            assert fused[id(p)] is transforms[label(p)]
 
 
 def _recipe(model: nn.Sequential, fast: bool = False) -> ours.ChainOptimizer:
@@ -122,21 +139,34 @@ def test_muon_for_hidden_matrices_adamw_for_the_rest_matches_torchs_pair(fast: b
     _assert_close(mine_model, their_model)
     assert set(mine.state[mine_model[0].weight]) == {"momentum_buffer", "step"}
     assert set(mine.state[mine_model[2].weight]) == {"exp_avg", "exp_avg_sq", "step"}
+    if fast:  # Muon segmented around Newton-Schulz, AdamW one kernel
+        hidden = mine_model[0].weight
+        plans = [plan for plan in mine._flat.plans if plan is not None]  # type: ignore[attr-defined]
+        assert all(not plan.eager for plan in plans), "a parameter stayed on the eager path"
+        kinds = {
+            id(p): type(bucket.fused).__name__
+            for plan in plans
+            for bucket in plan.buckets
+            for p in bucket.params
+        }
+        assert kinds[id(hidden)] == "SegmentedUpdate"
+        assert {kinds[id(p)] for p in mine_model.parameters() if p is not hidden} == {"FusedUpdate"}
 
 
-def test_the_recipe_state_dict_round_trip_continues_as_an_uninterrupted_run() -> None:
+@pytest.mark.parametrize("fast", [False, True])
+def test_the_recipe_state_dict_round_trip_continues_as_an_uninterrupted_run(fast: bool) -> None:
     with default_dtype(torch.float64):
         resumed_model, straight_model = make_model(), make_model()
-        first = _recipe(resumed_model)
+        first = _recipe(resumed_model, fast=fast)
         _train(resumed_model, [first], steps=4)
         saved = copy.deepcopy(first.state_dict())
-        second = _recipe(resumed_model)
+        second = _recipe(resumed_model, fast=fast)
         second.load_state_dict(saved)
         for step in range(4, 8):
             second.zero_grad()
             _loss(resumed_model, step).backward()
             second.step()
-        straight = _recipe(straight_model)
+        straight = _recipe(straight_model, fast=fast)
         _train(straight_model, [straight], steps=8)
     for p, q in zip(resumed_model.parameters(), straight_model.parameters(), strict=True):
         assert torch.equal(p, q)

@@ -93,6 +93,10 @@ class Transform:
             new tensor, with the same numbers as ``update``. The fast path calls it with the
             parameter's slice of its flat buffer, which saves a temporary and a copy
             (Newton-Schulz's bfloat16 result goes straight into the float32 buffer).
+        route: for a :func:`~dltricks.optim.partition.partition`: ``route(theta) -> (label,
+            transform)``, the transformation that parameter goes through (raising as the
+            update would for a parameter without one). The fast path gives each label's
+            transformation buckets of its own, fused as any chain.
     """
 
     name: str
@@ -103,6 +107,7 @@ class Transform:
     per_tensor: bool = False
     parts: tuple[Transform, ...] = ()
     update_into: IntoFn | None = None
+    route: Callable[[Tensor], tuple[str, Transform]] | None = None
 
     @property
     def declared(self) -> bool:

@@ -18,8 +18,9 @@ own transformation. The canonical use is Muon for the hidden matrices and AdamW 
     transform = partition(labels, {"muon": muon_update(), "adamw": adamw})
     optimizer = ChainOptimizer(groups, transform, momentum=0.95, betas=(0.9, 0.999), eps=1e-8)
 
-A partition is per tensor (it reads which parameter it is given), so on the fast path it runs
-parameter by parameter, exactly.
+A partition is per tensor (it reads which parameter it is given); on the fast path each label's
+transformation gets buckets of its own, fused as that chain alone would be (Muon's momentum and
+step kernels around Newton-Schulz, AdamW's one kernel).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def partition(labels: Labels, transforms: Mapping[str, Transform]) -> Transform:
     known = ", ".join(sorted(transforms))
     label_of = _labeller(labels, transforms, known)
 
-    def pick(param: Tensor) -> Transform:
+    def route(param: Tensor) -> tuple[str, Transform]:
         label = label_of(param)
         transform = transforms.get(label)
         if transform is None:
@@ -75,7 +76,10 @@ def partition(labels: Labels, transforms: Mapping[str, Transform]) -> Transform:
                 f"partition: {_describe(param)} has label {label!r}, which has no "
                 f"transform (labels with one: {known})"
             )
-        return transform
+        return label, transform
+
+    def pick(param: Tensor) -> Transform:
+        return route(param)[1]
 
     def init(param: Tensor, hyper: Hyper) -> State:
         return pick(param).init(param, hyper)
@@ -94,6 +98,7 @@ def partition(labels: Labels, transforms: Mapping[str, Transform]) -> Transform:
         state_keys=tuple(keys),
         elementwise=False,
         per_tensor=all(t.declared for t in transforms.values()),
+        route=route,
     )
 
 

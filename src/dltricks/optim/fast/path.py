@@ -22,6 +22,7 @@ from dltricks.optim.state_precision import StateCodec
 
 if TYPE_CHECKING:
     from dltricks.optim.adapter import ComposedOptimizer
+    from dltricks.optim.base import Transform
 
 FAST_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 """Dtypes the fast path takes. float16/bfloat16 parameters keep float16/bfloat16 state, and the
@@ -109,14 +110,49 @@ class FlatPath:
             return _GroupPlan(group, params, key, [], list(params))
         chain = opt.chain_for(group)
         hyper = opt.group_hyper(group)
+        buckets: list[Bucket] = []
+        if chain.route is None:
+            buckets = self._buckets(group, key, chain, hyper, partitions, eager)
+        else:
+            # A partition: each label's transformation is a chain of its own (Muon's
+            # segmented, AdamW's one kernel), with buckets of its own.
+            routed: dict[str, tuple[Transform, dict[Any, list[Tensor]]]] = {}
+            for where, members in partitions.items():
+                for p in members:
+                    label, transform = chain.route(p)
+                    entry = routed.setdefault(label, (transform, {}))
+                    entry[1].setdefault(where, []).append(p)
+            for label, (transform, parts) in routed.items():
+                buckets += self._buckets(
+                    group, (key, "partition", label), transform, hyper, parts, eager
+                )
+        # Keep the group's order for the eager leftovers (it decides nothing but reads well).
+        order = {id(p): i for i, p in enumerate(params)}
+        eager.sort(key=lambda p: order[id(p)])
+        return _GroupPlan(group, params, key, buckets, eager)
+
+    def _buckets(
+        self,
+        group: dict[str, Any],
+        key: Any,
+        chain: Transform,
+        hyper: dict[str, Any],
+        partitions: dict[Any, list[Tensor]],
+        eager: list[Tensor],
+    ) -> list[Bucket]:
+        """Buckets of ``chain`` for ``partitions`` (by dtype, device and state storage);
+        parameters that cannot be fused are added to ``eager``."""
+        opt = self.optimizer
         fused = fused_update_for(key, chain, hyper, bindable=opt.chain_is_fixed)
         if isinstance(fused, str) or fused.failure is not None:
             # A chain declared per tensor with no elementwise stretch to fuse around its
-            # per-tensor blocks (a partition) runs eagerly by design; anything else fell back
-            # and says so. (Muon and Adafactor are segmented: see fast/segments.py.)
+            # per-tensor blocks runs eagerly by design; anything else fell back and says so.
+            # (Muon and Adafactor are segmented: see fast/segments.py.)
             if not (isinstance(fused, str) and chain.per_tensor):
                 self._warn_once(key, fused if isinstance(fused, str) else fused.failure)
-            return _GroupPlan(group, params, key, [], list(params))
+            for members in partitions.values():
+                eager.extend(members)
+            return []
         buckets = []
         for (dtype, device, codec), members in partitions.items():
             if sum(p.numel() for p in members) < self.min_numel:
@@ -133,7 +169,7 @@ class FlatPath:
                     )
                     eager.extend(members)
                     continue
-                # bf16 Adam/AdamW on the CPU: the hand-written kernel, where it builds.
+                # bf16/int8 Adam/AdamW on the CPU: the hand-written kernels, where they build.
                 update = (
                     native_update_for(opt, group, codec, dtype, device, stored)
                     if isinstance(stored, FusedUpdate)
@@ -144,10 +180,7 @@ class FlatPath:
                         members, opt.state, chain, update, hyper, codec=codec, seed=opt.state_seed
                     )
                 )
-        # Keep the group's order for the eager leftovers (it decides nothing but reads well).
-        order = {id(p): i for i, p in enumerate(params)}
-        eager.sort(key=lambda p: order[id(p)])
-        return _GroupPlan(group, params, key, buckets, eager)
+        return buckets
 
     @staticmethod
     def _eligible(p: Tensor, ours: bool) -> bool:
