@@ -78,6 +78,11 @@ void dltricks_adam_bf16(
     int32_t maximize, int32_t coupled, int32_t threads)
 {
     const int parts = parts_for(n, threads);
+    if (parts == 1) { /* no parallel region at all (a forked child, a small buffer) */
+        adam_bf16_range(p, g, m, v, n, key, decay, l2, step_size, beta1, one_minus_beta1, beta2,
+                        one_minus_beta2, inv_sqrt_bc2, eps, maximize, coupled);
+        return;
+    }
     const int64_t size =
         (n / parts + DLTRICKS_PART_ALIGN - 1) / DLTRICKS_PART_ALIGN * DLTRICKS_PART_ALIGN;
 #pragma omp parallel for num_threads(parts) schedule(static, 1) if (parts > 1)
@@ -181,6 +186,12 @@ void dltricks_adam_int8(
     float inv_sqrt_bc2, float eps, int32_t maximize, int32_t coupled, int32_t threads)
 {
     const int parts = parts_for(blocks * DLTRICKS_BLOCK, threads);
+    if (parts == 1) {
+        adam_int8_range(p, g, mc, mabs, vc, vabs, blocks, decay, l2, step_size, beta1,
+                        one_minus_beta1, beta2, one_minus_beta2, inv_sqrt_bc2, eps, maximize,
+                        coupled);
+        return;
+    }
     const int64_t size = (blocks + parts - 1) / parts;
 #pragma omp parallel for num_threads(parts) schedule(static, 1) if (parts > 1)
     for (int part = 0; part < parts; ++part) {
