@@ -91,6 +91,9 @@ SPECS = [
     # Schedule-Free AdamW against schedulefree's (both in train mode).
     Spec("RAdam", ours.RAdam, torch.optim.RAdam, {"lr": 1e-3}, 28, False),
     Spec("Rprop", ours.Rprop, torch.optim.Rprop, {"lr": 1e-3}, 28, False),
+    # ASGD: reads theta, g and ax, writes theta and ax. Before averaging starts (every
+    # benchmarked step: t0 = 1e6) the fast path's kernel for mu = 1 does not read ax, but
+    # writing a cache line still reads it for ownership: 20 bytes of traffic either way.
     Spec("ASGD", ours.ASGD, torch.optim.ASGD, {"lr": 1e-3}, 20, False),
     Spec("AdaBelief", ours.AdaBelief, None, {"lr": 1e-3}, 28, False, "AdaBelief"),
     Spec(

@@ -237,6 +237,12 @@ class ComposedOptimizer(Optimizer):
             ]
         )
 
+    def fast_update(self, group: Mapping[str, Any], key: Any, fused: Any, device: Any) -> Any:
+        """The update a full-precision fast-path bucket of ``group`` on ``device`` runs:
+        ``fused`` (the chain's kernel), unless a subclass has a faster equivalent (ASGD: a
+        second kernel for the steps before averaging starts)."""
+        return fused
+
     def fast_key(self, group: Mapping[str, Any]) -> Any:
         """Identifies the group's chain across optimizer instances, to share its compiled
         kernel: equal keys must mean equal chains. Default: the class and the structural

@@ -158,7 +158,8 @@ class FlatPath:
             if sum(p.numel() for p in members) < self.min_numel:
                 eager.extend(members)
             elif codec is None:
-                buckets.append(Bucket(members, opt.state, chain, fused, hyper))
+                update = opt.fast_update(group, key, fused, device)
+                buckets.append(Bucket(members, opt.state, chain, update, hyper))
             else:
                 stored = fused_update_for(
                     key, chain, hyper, bindable=opt.chain_is_fixed, codec=codec
