@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
+import torch
+
 from dltricks.optim.adapter import ComposedOptimizer, NonFinitePolicy
 from dltricks.optim.base import Transform
 from dltricks.optim.blocks import (
@@ -19,6 +21,7 @@ from dltricks.optim.blocks import (
     scale_by_learning_rate,
 )
 from dltricks.optim.combine import chain, ratio
+from dltricks.optim.state_precision import StateCodec
 
 
 def adam_direction(*, amsgrad: bool = False) -> Transform:
@@ -122,6 +125,23 @@ class Adam(ComposedOptimizer):
             blocks += [add_l2_penalty(), adam_direction(amsgrad=options["amsgrad"])]
         blocks.append(scale_by_learning_rate())
         return chain(*blocks)
+
+    def fast_update(
+        self,
+        group: Mapping[str, Any],
+        key: Any,
+        fused: Any,
+        device: torch.device,
+        dtype: torch.dtype,
+        codec: StateCodec | None = None,
+    ) -> Any:
+        """bf16 and int8 state of float32 CPU parameters: the hand-written C kernels, where
+        they build (:func:`~dltricks.optim.fast.native.native_update_for`)."""
+        if codec is None:
+            return fused
+        from dltricks.optim.fast.native import native_update_for
+
+        return native_update_for(self, group, codec, dtype, device, fused)
 
 
 class AdamW(Adam):

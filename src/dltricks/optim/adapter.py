@@ -237,10 +237,20 @@ class ComposedOptimizer(Optimizer):
             ]
         )
 
-    def fast_update(self, group: Mapping[str, Any], key: Any, fused: Any, device: Any) -> Any:
-        """The update a full-precision fast-path bucket of ``group`` on ``device`` runs:
-        ``fused`` (the chain's kernel), unless a subclass has a faster equivalent (ASGD: a
-        second kernel for the steps before averaging starts)."""
+    def fast_update(
+        self,
+        group: Mapping[str, Any],
+        key: Any,
+        fused: Any,
+        device: torch.device,
+        dtype: torch.dtype,
+        codec: StateCodec | None = None,
+    ) -> Any:
+        """The update a fast-path bucket of ``group`` (parameters of ``dtype`` on ``device``,
+        moments stored as ``codec`` says) runs: ``fused``, the chain's compiled kernel, unless
+        a subclass has a faster equivalent with its calling convention (Adam/AdamW: the C
+        kernels for bf16 and int8 state on a CPU; ASGD: a second kernel for the steps before
+        averaging starts)."""
         return fused
 
     def fast_key(self, group: Mapping[str, Any]) -> Any:

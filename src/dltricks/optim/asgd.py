@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
+import torch
+
 from dltricks.optim.adapter import ComposedOptimizer, NonFinitePolicy
 from dltricks.optim.base import Transform
 from dltricks.optim.blocks import add_l2_penalty, averaged_sgd, negate
 from dltricks.optim.combine import chain
+from dltricks.optim.state_precision import StateCodec
 from dltricks.optim.validation import check_non_negative
 
 
@@ -82,7 +85,15 @@ class ASGD(ComposedOptimizer):
         blocks += [add_l2_penalty(), averaged_sgd(before_averaging=before_averaging)]
         return chain(*blocks)
 
-    def fast_update(self, group: Mapping[str, Any], key: Any, fused: Any, device: Any) -> Any:
+    def fast_update(
+        self,
+        group: Mapping[str, Any],
+        key: Any,
+        fused: Any,
+        device: torch.device,
+        dtype: torch.dtype,
+        codec: StateCodec | None = None,
+    ) -> Any:
         """On CPU buckets: the chain's kernel beside one for the steps before averaging starts
         (``mu = 1``: ``ax`` is written, not read; 16 bytes per float32 parameter instead of
         20), picked at each step by the run's ``mu``
@@ -90,7 +101,7 @@ class ASGD(ComposedOptimizer):
         from dltricks.optim.fast.kernel import FusedUpdate, fused_update_for
         from dltricks.optim.fast.switched import SwitchedUpdate
 
-        if device.type != "cpu" or not isinstance(fused, FusedUpdate) or fused.codec is not None:
+        if device.type != "cpu" or not isinstance(fused, FusedUpdate) or codec is not None:
             return fused
         options = dict(zip(self.structural_options, self.structure_of(group), strict=True))
         variant = self.build_chain(options, before_averaging=True)

@@ -4,9 +4,9 @@
 buffers beside float32 ones is compute bound on a CPU (about 2.4x torch's fused float32 AdamW
 at 20M parameters). The loop in ``csrc/adam_lowbit.c`` is plain C that the system compiler
 vectorizes (``-O3 -march=native``): it reads ``theta, g, m, v`` and writes ``theta, m, v`` once,
-20 bytes per parameter instead of float32's 28. Measured at 20M parameters on one core of a
-shared 2-core EPYC: 0.76-0.94x torch's fused float32 AdamW (85-94% of its memory bound),
-against 2.4x for the compiled kernel (``benchmarks/results/optim_step_lowbit_cpu.md``). Above
+20 bytes per parameter instead of float32's 28. Measured at 20M parameters on a quiet 2-core
+EPYC: 0.76-0.96x torch's fused float32 AdamW on one thread (median 0.83x), 0.66-0.88x on two,
+against 1.6-3.4x for the compiled kernel (``benchmarks/results/optim_step_lowbit_cpu.md``). Above
 2^18 elements per thread the buffer is split over ``torch.get_num_threads()`` threads
 (:data:`OPENMP`).
 

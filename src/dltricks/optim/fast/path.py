@@ -14,7 +14,6 @@ from torch import Tensor
 
 from dltricks.optim.fast.flat import Bucket
 from dltricks.optim.fast.kernel import FusedUpdate, fused_update_for
-from dltricks.optim.fast.native import native_update_for
 from dltricks.optim.fast.segments import SegmentedUpdate
 from dltricks.optim.fast.torch_internals import is_distributed_tensor
 from dltricks.optim.finite import all_finite
@@ -158,7 +157,7 @@ class FlatPath:
             if sum(p.numel() for p in members) < self.min_numel:
                 eager.extend(members)
             elif codec is None:
-                update = opt.fast_update(group, key, fused, device)
+                update = opt.fast_update(group, key, fused, device, dtype)
                 buckets.append(Bucket(members, opt.state, chain, update, hyper))
             else:
                 stored = fused_update_for(
@@ -170,9 +169,8 @@ class FlatPath:
                     )
                     eager.extend(members)
                     continue
-                # bf16/int8 Adam/AdamW on the CPU: the hand-written kernels, where they build.
                 update = (
-                    native_update_for(opt, group, codec, dtype, device, stored)
+                    opt.fast_update(group, key, stored, device, dtype, codec)
                     if isinstance(stored, FusedUpdate)
                     else stored
                 )
