@@ -18,6 +18,7 @@ import torch
 
 import dltricks.optim as ours
 from dltricks.optim import state_precision as sp
+from tests.optim import int8_map
 
 MOMENT_OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "Adam": ours.Adam,
@@ -87,13 +88,6 @@ def test_stochastic_rounding_keeps_small_updates_of_an_average() -> None:
     assert abs(rounded.double().mean().item() - target) < 5 * 2**-7 * 0.5 / math.sqrt(x.numel())
 
 
-def _levels(signed: bool) -> torch.Tensor:
-    """The map's levels in float64 from its definition: ``(c / C)^4`` for ``c = 0..C``,
-    ``C = 127`` (signed magnitudes) or 255 (unsigned)."""
-    top = 127 if signed else 255
-    return (torch.arange(top + 1, dtype=torch.float64) / top) ** 4
-
-
 @pytest.mark.parametrize("signed", [True, False])
 @pytest.mark.parametrize("numel", [256, 1000, 4097])
 def test_block_quantization_against_a_float64_reference(signed: bool, numel: int) -> None:
@@ -103,39 +97,41 @@ def test_block_quantization_against_a_float64_reference(signed: bool, numel: int
     if not signed:
         x = x.abs()
     codes, absmax = sp.quantize_tensor(x, signed)
-    assert codes.dtype == torch.int8
+    assert codes.dtype == torch.uint8
     assert codes.shape == x.shape
     blocks = -(-numel // 256)
     assert absmax.shape == (blocks,)
     assert absmax.dtype == torch.float32
     back = sp.dequantize_tensor(codes, absmax, signed).double()
-    # Reference in float64: the block's absmax, the code round(C a^(1/4)), its level.
-    top = 127 if signed else 255
+    # Reference in float64: the block's absmax, the nearest level of the map, its value.
     padded = torch.nn.functional.pad(x.double(), (0, blocks * 256 - numel)).view(blocks, 256)
     ref_absmax = padded.abs().amax(dim=1)
     assert torch.equal(absmax.double(), ref_absmax)
     scale = ref_absmax.repeat_interleave(256)[:numel]
     a = x.double().abs() / scale
-    ref_code = torch.round(top * a**0.25)
-    ours = codes.to(torch.int64).abs() if signed else codes.to(torch.int64) & 0xFF
-    # float32 and float64 may round a value at a code boundary differently: one code at most,
-    # and rarely.
+    ref_code = int8_map.nearest(a, signed)
+    ours, sign = int8_map.magnitude_and_sign(codes, signed)
+    # float32 and float64 may round a value at the middle between two levels differently:
+    # one code at most, rarely, and then the two levels are equally near within float32.
     assert int((ours - ref_code).abs().max()) <= 1
     assert float((ours != ref_code).double().mean()) < 2e-3
+    levels = int8_map.levels(signed)
+    ours_error = (levels[ours] - a).abs()
+    best_error = (levels[ref_code] - a).abs()
+    assert bool((ours_error <= best_error + 1e-6 * a + 1e-12).all())
     if signed:
-        assert bool(((codes < 0) == (x < 0))[ours != 0].all())
-    levels = _levels(signed)
-    expected = levels[ours] * x.double().sign() * scale
+        assert bool(((sign < 0) == (x < 0))[ours != 0].all())
+    expected = levels[ours] * sign * scale
     torch.testing.assert_close(back, expected, rtol=1e-6, atol=0.0)
-    # The error bound of the map: half a code step in the a^(1/4) domain.
-    s = a**0.25
-    bound = ((s + 0.5 / top) ** 4 - s**4) * scale
-    assert bool(((back - x.double()).abs() <= bound * (1 + 1e-5) + 1e-7 * scale).all())
-    # The largest element of each block is stored exactly (up to float32 rounding).
+    # The map's error: half a level step of a + L0 at most, which is (a + L0) / 16.
+    low = sp.lowest_offset(signed)
+    bound = (a + low) / 16 * scale
+    assert bool(((back - x.double()).abs() <= bound * (1 + 1e-5)).all())
+    # The largest element of each block is stored as the top level, 1 - L0.
     big = padded.abs().argmax(dim=1)
     flat_back = torch.nn.functional.pad(back, (0, blocks * 256 - numel)).view(blocks, 256)
     torch.testing.assert_close(
-        flat_back.abs().gather(1, big[:, None]).squeeze(1), ref_absmax, rtol=1e-6, atol=0.0
+        flat_back.abs().gather(1, big[:, None]).squeeze(1), ref_absmax, rtol=2e-5, atol=0.0
     )
 
 
@@ -143,15 +139,60 @@ def test_zero_blocks_and_levels_of_the_maps() -> None:
     codes, absmax = sp.quantize_tensor(torch.zeros(300), signed=True)
     assert torch.equal(sp.dequantize_tensor(codes, absmax, True), torch.zeros(300))
     for signed in (True, False):
-        levels = _levels(signed)
-        # Every code decodes to its level (a block with absmax 1).
+        levels = int8_map.levels(signed)
+        # Every code decodes to its level (a block with absmax 1); signed codes with the top
+        # bit set to the negative level.
         count = len(levels)
-        raw = torch.arange(count, dtype=torch.int32)
-        stored = raw if signed else torch.where(raw >= 128, raw - 256, raw)
-        c = torch.nn.functional.pad(stored.to(torch.int8), (0, 256 * 2 - count)).view(2, 256)
-        got = sp.dequantize_blocks(c, torch.ones(2, 1), signed).reshape(-1)[:count].double()
-        torch.testing.assert_close(got, levels, rtol=1e-6, atol=0.0)
-        assert sp.lowest_level(signed) == pytest.approx(float(levels[1]))
+        raw = torch.arange(256, dtype=torch.int64)
+        got = sp.dequantize_blocks(raw.to(torch.uint8).view(1, 256), torch.ones(1, 1), signed)
+        want = levels[raw % 128] * torch.where(raw >= 128, -1.0, 1.0) if signed else levels
+        torch.testing.assert_close(got.reshape(-1).double(), want, rtol=1e-6, atol=1e-12)
+        assert count == (128 if signed else 256)
+        assert sp.lowest_level(signed) == pytest.approx(float(levels[1]), rel=1e-6)
+        # Each level encodes to its own code.
+        block = levels.float()
+        block = torch.nn.functional.pad(block, (0, 256 - count)).view(1, 256)
+        codes, _ = sp.quantize_blocks(block, signed)
+        assert torch.equal(codes.reshape(-1)[:count].long(), torch.arange(count))
+
+
+def test_quarter_root_checkpoints_are_read_and_converted() -> None:
+    """int8 codes are checkpoints of the map before the float levels, ``round(C a^(1/4))``:
+    they decode by that map's formula and convert to the float-level codes on loading."""
+    p = torch.nn.Parameter(torch.zeros(5000))
+    opt = ours.Adam([p], lr=1e-2, fast=False, state_precision="int8")
+    gen = torch.Generator().manual_seed(4)
+    m = torch.randn(5000, generator=gen, dtype=torch.float64) * 1e-3
+    v = m**2 + torch.rand(5000, generator=gen, dtype=torch.float64) * 1e-6
+    saved: dict[str, Any] = {"state": {0: {"step": torch.tensor(3.0)}}}
+    legacy = {}
+    for key, value, signed in (("exp_avg", m, True), ("exp_avg_sq", v, False)):
+        top = 127 if signed else 255
+        padded = torch.nn.functional.pad(value, (0, 20 * 256 - 5000)).view(20, 256)
+        absmax = padded.abs().amax(dim=1)
+        a = (padded.abs() / absmax[:, None]).reshape(-1)[:5000]
+        code = torch.round(top * a**0.25) * (value.sign() if signed else 1)
+        code = torch.where(code >= 128, code - 256, code)  # unsigned bytes, wrapped
+        saved["state"][0][key + "_int8"] = code.to(torch.int8)
+        saved["state"][0][key + "_absmax"] = absmax.float()
+        magnitude = code.abs() if signed else code % 256
+        legacy[key] = (magnitude / top) ** 4 * (code.sign() if signed else 1)
+        legacy[key] = legacy[key] * absmax.repeat_interleave(256)[:5000]
+    saved["param_groups"] = [{**opt.state_dict()["param_groups"][0]}]
+    fp32 = ours.Adam([torch.nn.Parameter(torch.zeros(5000))], lr=1e-2, fast=False)
+    fp32.load_state_dict(copy.deepcopy(saved))
+    (entry,) = fp32.state.values()
+    for key in ("exp_avg", "exp_avg_sq"):
+        torch.testing.assert_close(entry[key].double(), legacy[key], rtol=1e-6, atol=1e-12)
+    opt.load_state_dict(copy.deepcopy(saved))
+    state = opt.state[p]
+    for key, signed in (("exp_avg", True), ("exp_avg_sq", False)):
+        assert state[key + "_int8"].dtype == torch.uint8
+        values = int8_map.decode(state[key + "_int8"], state[key + "_absmax"], signed)
+        scale = state[key + "_absmax"].double().repeat_interleave(256)[:5000]
+        # Within half a level step (1/16 of the value) or L0 of the block's absmax.
+        error = (values - legacy[key]).abs()
+        assert bool((error <= legacy[key].abs() / 16 * (1 + 1e-3) + 2e-5 * scale).all())
 
 
 # -- optimizers --------------------------------------------------------------------------------
@@ -309,23 +350,20 @@ def test_float32_checkpoint_converts_to_int8_and_back() -> None:
     int8 = ours.Adam([q], lr=1e-2, fast=False, state_precision="int8")
     int8.load_state_dict(saved)
     state = int8.state[q]
-    assert state["exp_avg_int8"].dtype == torch.int8
+    assert state["exp_avg_int8"].dtype == torch.uint8
     assert float(state["step"]) == 3.0
     for key, signed in (("exp_avg", True), ("exp_avg_sq", False)):
-        codes = state[key + "_int8"].to(torch.int64)
         absmax = state[key + "_absmax"].double()
-        # Decoded by the definition of the map: the nearest level times the block's absmax.
-        levels = _levels(signed)
-        index = codes.abs() if signed else codes & 0xFF
-        values = levels[index] * (codes.sign() if signed else 1)
-        scale = absmax.repeat_interleave(256)[: codes.numel()]
-        values = values * scale
-        # Half a code step of the map in the a^(1/4) domain, from the float64 moments.
-        s = (moments[key].abs() / scale) ** 0.25
-        top = 127 if signed else 255
-        bound = ((s + 0.5 / top) ** 4 - s**4) * scale
-        err = (values - moments[key]).abs()
-        assert bool((err <= bound * (1 + 1e-4) + 1e-6 * scale).all())
+        # Decoded by the definition of the map: each code the nearest level to the float64
+        # moment over the block's absmax (up to float32 rounding at a midpoint).
+        values = int8_map.decode(state[key + "_int8"], absmax, signed)
+        scale = absmax.repeat_interleave(256)[: values.numel()]
+        a = moments[key].abs() / scale
+        best = int8_map.levels(signed)[int8_map.nearest(a, signed)] * scale
+        err = (values.abs() - moments[key].abs()).abs()
+        assert bool((err <= (best - moments[key].abs()).abs() + 1e-6 * moments[key].abs()).all())
+        if signed:
+            assert bool(((values < 0) == (moments[key] < 0))[values != 0].all())
 
     # And back: an int8 checkpoint into a float32-state optimizer is dequantized.
     back_param = torch.nn.Parameter(p.detach().clone())
@@ -349,7 +387,7 @@ def test_corrupt_int8_state_is_refused() -> None:
     saved = opt.state_dict()
     bad = copy.deepcopy(saved)
     bad["state"][0]["exp_avg_int8"] = bad["state"][0]["exp_avg_int8"].float()
-    with pytest.raises(ValueError, match=r"exp_avg_int8.*not an int8 tensor"):
+    with pytest.raises(ValueError, match=r"exp_avg_int8.*not a tensor of 8-bit codes"):
         opt.load_state_dict(bad)
     bad = copy.deepcopy(saved)
     bad["state"][0]["exp_avg_absmax"] = bad["state"][0]["exp_avg_absmax"][:3]

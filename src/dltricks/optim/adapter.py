@@ -51,6 +51,7 @@ from dltricks.optim.state_precision import (
     check_state_precision,
     decoded,
     form_of,
+    is_quarter_root,
 )
 from dltricks.optim.validation import (
     check_betas,
@@ -886,7 +887,7 @@ class ComposedOptimizer(Optimizer):
                 for k, v in raw.items()
                 if k != "step"
             }
-            if form == target:
+            if form == target and not is_quarter_root(on_device):
                 return {**on_device, "step": step}  # as saved, bit for bit
             full = decoded(on_device, tuple(self.non_negative_state))
             full.pop(SEED_KEY, None)
@@ -919,8 +920,11 @@ class ComposedOptimizer(Optimizer):
                 codes = entry[key]
                 name = str(key)[: -len(INT8_SUFFIX)]
                 absmax = entry.get(name + ABSMAX_SUFFIX)
-                if not isinstance(codes, Tensor) or codes.dtype != torch.int8:
-                    raise ValueError(f"state {key!r} of {where} is not an int8 tensor")
+                if not isinstance(codes, Tensor) or codes.dtype not in (torch.uint8, torch.int8):
+                    raise ValueError(
+                        f"state {key!r} of {where} is not a tensor of 8-bit codes (uint8; int8 "
+                        "for checkpoints of the earlier quarter-root map)"
+                    )
                 if tuple(codes.shape) != tuple(param.shape):
                     raise ValueError(
                         f"state {key!r} of {where} has shape {tuple(codes.shape)}, expected "

@@ -18,18 +18,21 @@ parameter's dtype, if wider), inside the fused kernel on the fast path:
 * ``"int8"``: every moment in 8-bit codes plus one float32 scale per block of
   :data:`INT8_BLOCK` elements (Dettmers et al. 2022, "8-bit Optimizers via Block-wise
   Quantization"): about 1.016 bytes per element. A block stores ``absmax = max |x|`` and each
-  element's ``a = |x| / absmax`` on a non-linear map that, like Dettmers' dynamic map, keeps
-  small values apart: the code is ``round(C a^(1/4))``, signed (``C = 127``, the sign in the
-  code) for moments that may be negative and unsigned (``C = 255``) for second moments and
-  accumulators; it reaches down to ``4e-9`` (signed) and ``2e-10`` (unsigned) of the block's
-  absmax, with a relative step of ``4 / c`` (3% near absmax, 10% at a hundredth of it).
-  Dettmers' dynamic *tree* map splits the bits between a decimal exponent and a fraction and
-  needs a search (or bit operations) to encode; this power map takes two square roots, which
-  vectorize, where inductor's CPU code turns bit casts into scalar loops (measured 3x slower
-  than the whole step). Tensors of fewer
+  element's ``a = |x| / absmax`` as its nearest level on a map that, like Dettmers' dynamic
+  map, spends its codes evenly over orders of magnitude: the levels of a float format with 3
+  mantissa bits, shifted down by the smallest of them so that code 0 is exactly zero
+  (:func:`quantize_blocks`). Rounding to the nearest level errs by half a level step at
+  most: ``(a + L0) / 16``, with ``L0`` the shift. Signed moments (e4m3 levels, the
+  sign in the code's top bit) reach down to ``2^-19`` of the block's absmax, unsigned ones
+  (second moments, accumulators: e5m3 levels) to ``2^-35``, the square of the signed range, as
+  a second moment relates to a first. Encoding and decoding are a few integer operations on
+  the float's bits, no search and no root. Dettmers' dynamic *tree* map splits the bits
+  between a decimal exponent and a fraction; it needs a search to encode. Tensors of fewer
   than :data:`INT8_MIN_NUMEL` elements keep float32 state (they cost little memory, and
   biases and norms are where quantization hurts most); every larger tensor is covered whatever
-  its size: its last block is padded with zeros.
+  its size: its last block is padded with zeros. Codes are uint8 tensors; int8 codes are
+  checkpoints of the quarter-root map dltricks used before (``round(C a^(1/4))``): they are
+  read by that map's formula and converted when loaded (:func:`is_quarter_root`).
 
 State names (``optimizer.state[p]``, and so ``state_dict``): ``bf16`` keeps torch's names
 (``exp_avg`` as a bfloat16 tensor) plus ``sr_seed``; ``int8`` keeps, for each moment ``name``,
@@ -49,14 +52,14 @@ Speed: the state's bytes are saved; the time for bf16 Adam/AdamW on a CPU. For A
 with bf16 or int8 state on a CPU the fast path runs hand-written C kernels
 (:mod:`dltricks.optim.fast.native`, built at first use with the system C compiler). At 20M
 parameters on a quiet 2-core EPYC, against torch's fused float32 AdamW in the same run: bf16
-0.76-0.96x on one thread (median 0.83x of five runs), 0.66-0.88x on two; int8 1.31-1.56x on
-one thread and 0.87-1.14x on two: the int8 step is compute bound (its four quarter roots
-alone cost about 0.8x; without encoding the step takes 0.76x). Everything else runs
-inductor's kernels, which (torch 2.13) load 1- and 2-byte buffers beside float32 ones with
-partial vector loads and keep the int8 block maximum's inputs in float32 temporaries: bf16
-about 1.6-3.4x (also where no C compiler is found, or with ``DLTRICKS_NATIVE=0``) and int8
-10-18x torch's fused float32 AdamW (``benchmarks/results/optim_step_lowbit_cpu.md``). int8
-state is for memory.
+0.76-0.96x on one thread (median 0.83x), 0.66-0.88x on two; int8 1.04-1.24x on one thread
+and 0.90-0.96x on two. The int8 step is compute bound on this CPU: decoding, updating,
+taking the block maxima and encoding take longer than moving its 16 bytes per parameter.
+Everything else runs inductor's kernels, which (torch 2.13) load 1- and 2-byte buffers beside
+float32 ones with partial vector loads and keep the int8 block maximum's inputs in float32
+temporaries: bf16 about 1.6-3.4x (also where no C compiler is found, or with
+``DLTRICKS_NATIVE=0``) and int8 9-15x torch's fused float32 AdamW
+(``benchmarks/results/optim_step_lowbit_cpu.md``). int8 state is for memory.
 
 Both paths run the same encode and decode functions (the fast path inside its one kernel):
 they agree to the rounding of the stored form; the random bits of ``bf16`` depend on an
@@ -89,8 +92,11 @@ SEED_KEY = "sr_seed"
 INT8_SUFFIX = "_int8"
 ABSMAX_SUFFIX = "_absmax"
 
-_SIGNED_CODES = 127  # magnitudes 1..127, the sign is the code's sign
-_UNSIGNED_CODES = 255  # codes 0..255, stored as a wrapped int8
+_SIGNED_CODES = 127  # magnitudes 0..127; the code's top bit is the sign
+_UNSIGNED_CODES = 255  # codes 0..255
+_SIGN_BIT = 128
+_MANTISSA_SHIFT = 20  # float32 bits below the 3 mantissa bits a level keeps
+_ONE_BITS = 0x3F800000  # float32 1.0
 
 
 def check_state_precision(value: Any) -> str:
@@ -104,9 +110,10 @@ def check_state_precision(value: Any) -> str:
 
 
 def lowest_level(signed: bool) -> float:
-    """The smallest nonzero magnitude of a map, relative to the block's absmax:
-    ``(1 / 127)^4`` (about 3.8e-9) signed, ``(1 / 255)^4`` (about 2.4e-10) unsigned."""
-    return float((1.0 / (_SIGNED_CODES if signed else _UNSIGNED_CODES)) ** 4)
+    """The smallest nonzero level of a map, relative to the block's absmax: ``2^-19``
+    (about 1.9e-6) signed, ``2^-35`` (about 2.9e-11) unsigned (see :func:`quantize_blocks`)."""
+    k = _level_bits_offset(signed)
+    return _float_of_bits((k + 1) << _MANTISSA_SHIFT) - lowest_offset(signed)
 
 
 # -- stochastic rounding to bfloat16 ------------------------------------------------------
@@ -177,32 +184,72 @@ def stochastic_round_bf16(x: Tensor, u: Tensor) -> Tensor:
 # -- 8-bit block quantization ----------------------------------------------------------------
 
 
+def _level_bits_offset(signed: bool) -> int:
+    """``k`` of the map (see :func:`quantize_blocks`): the top code ``C`` sits at the float32
+    bits of 1.0, ``(C + k) << MANTISSA_SHIFT == 0x3F800000``."""
+    return (_ONE_BITS >> _MANTISSA_SHIFT) - (_SIGNED_CODES if signed else _UNSIGNED_CODES)
+
+
+def _float_of_bits(bits: int) -> float:
+    return float(torch.tensor([bits], dtype=torch.int32).view(torch.float32).item())
+
+
+def lowest_offset(signed: bool) -> float:
+    """``L0`` of the map: the float32 ``(k << 20)`` by bits (``1.125 * 2^-16`` signed,
+    ``1.125 * 2^-32`` unsigned), subtracted from every level so that code 0 is zero."""
+    return _float_of_bits(_level_bits_offset(signed) << _MANTISSA_SHIFT)
+
+
 def quantize_blocks(x: Tensor, signed: bool) -> tuple[Tensor, Tensor]:
     """Block codes of ``x`` (float32, shape ``(blocks, INT8_BLOCK)``): ``(codes, absmax)``.
 
-    Math: ``absmax_b = max_i |x_bi|``; ``a = |x_bi| / absmax_b`` in [0, 1] is stored as the
-    code ``c = round(C a^(1/4))``, ``C = 127`` signed (the code carries the sign of ``x``)
-    or 255 unsigned (negative values clamp to 0), and decoded as ``(c / C)^4 absmax_b``:
-    a companding map that, like Dettmers et al.'s dynamic map, spends most codes on small
-    magnitudes (relative step ``4 / c``: 3% near ``absmax``, 10% at ``absmax / 100``) and
-    reaches down to ``(1 / C)^4`` of ``absmax`` (4e-9 signed, 2e-10 unsigned). Codes are
-    int8: signed ``c`` in [-127, 127]; unsigned ``c`` wrapped into [-128, 127]. ``absmax`` is
-    float32, ``(blocks, 1)``.
+    Math: ``absmax_b = max_i |x_bi|``; ``a = |x_bi| / absmax_b`` (clamped to 1) is stored
+    as the code of the nearest level of a float format with 3 mantissa bits: the levels are
+
+        level(c) = F((c + k) << 20) - L0,     c = 0 .. C,
+
+    ``F(n)`` the float32 with bits ``n``, ``k`` such that ``level(C)`` is ``1 - L0`` (the
+    bits of 1.0), ``L0 = F(k << 20)``. Above ``L0`` the levels step by 1/8 of a power of
+    two (relative step 6.25%-12.5%, at most half of it as error); ``level(0) = 0`` exactly
+    and, below ``L0``, the steps are ``L0 / 8`` apart, like subnormals. The nearest level of
+    ``a`` is the level of ``a + L0`` rounded to 3 mantissa bits, a bit operation:
+    ``c = ((bits(a + L0) + 2^19) >> 20) - k`` (ties upward). Signed maps (``C = 127``:
+    e4m3 levels, ``L0 = 1.125 * 2^-16``, smallest nonzero level ``2^-19`` of absmax) keep the
+    sign in the code's top bit; unsigned maps (``C = 255``: e5m3 levels, ``L0 = 1.125 *
+    2^-32``, smallest nonzero level ``2^-35``) clamp negative values to 0. The ranges are
+    matched: the signed map reaches about the square root of the unsigned one, as a first
+    moment relates to a second. Codes are uint8; ``absmax`` is float32, ``(blocks, 1)``.
     """
     absmax = x.abs().amax(dim=1, keepdim=True)
     inverse = torch.where(absmax > 0, 1.0 / absmax, torch.zeros_like(absmax))
-    top = float(_SIGNED_CODES if signed else _UNSIGNED_CODES)
     magnitude = x.abs() if signed else x.clamp(min=0.0)
-    a = (magnitude * inverse).clamp(max=1.0)
-    c = torch.round(a.sqrt().sqrt() * top)
-    # Signed: the sign in the code; unsigned: 128..255 wrapped to -128..-1.
-    c = torch.where(x < 0, -c, c) if signed else torch.where(c >= 128, c - 256, c)
-    return c.to(torch.int8), absmax
+    k = _level_bits_offset(signed)
+    shifted = (magnitude * inverse).clamp(max=1.0) + lowest_offset(signed)
+    c = ((shifted.view(torch.int32) + (1 << (_MANTISSA_SHIFT - 1))) >> _MANTISSA_SHIFT) - k
+    if signed:
+        c = torch.where(x < 0, c + _SIGN_BIT, c)
+    return c.to(torch.uint8), absmax
 
 
 def dequantize_blocks(codes: Tensor, absmax: Tensor, signed: bool) -> Tensor:
-    """float32 values of block ``codes`` (int8, ``(blocks, INT8_BLOCK)``) with ``absmax``
-    (``(blocks, 1)``): ``sign(c) (|c| / C)^4 absmax`` (see :func:`quantize_blocks`)."""
+    """float32 values of block ``codes`` (uint8, ``(blocks, INT8_BLOCK)``) with ``absmax``
+    (``(blocks, 1)``): ``level(c) absmax``, negative where a signed code's top bit is set
+    (see :func:`quantize_blocks`). int8 ``codes`` are a checkpoint of the earlier
+    quarter-root map (:func:`dequantize_blocks_quarter_root`)."""
+    if codes.dtype == torch.int8:
+        return dequantize_blocks_quarter_root(codes, absmax, signed)
+    c = codes.to(torch.int32)
+    magnitude = c & (_SIGN_BIT - 1) if signed else c
+    k = _level_bits_offset(signed)
+    level = ((magnitude + k) << _MANTISSA_SHIFT).view(torch.float32) - lowest_offset(signed)
+    value = level * absmax
+    return torch.where(c >= _SIGN_BIT, -value, value) if signed else value
+
+
+def dequantize_blocks_quarter_root(codes: Tensor, absmax: Tensor, signed: bool) -> Tensor:
+    """float32 values of int8 codes of the map dltricks used before the float levels (kept
+    to read its checkpoints): ``sign(c) (|c| / 127)^4 absmax`` signed, ``(u / 255)^4
+    absmax`` unsigned with ``u`` the byte's unsigned value."""
     c = codes.to(torch.float32)
     if signed:
         s = c * (1.0 / _SIGNED_CODES)
@@ -213,6 +260,15 @@ def dequantize_blocks(codes: Tensor, absmax: Tensor, signed: bool) -> Tensor:
         square = s * s
         level = square * square
     return level * absmax
+
+
+def is_quarter_root(entry: Mapping[str, Any]) -> bool:
+    """Whether a parameter's int8 state holds codes of the earlier quarter-root map (int8
+    tensors, where the float-level map stores uint8)."""
+    return any(
+        str(key).endswith(INT8_SUFFIX) and isinstance(value, Tensor) and value.dtype == torch.int8
+        for key, value in entry.items()
+    )
 
 
 def blocks_of(numel: int) -> int:

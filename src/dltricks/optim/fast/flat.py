@@ -163,7 +163,7 @@ class Bucket:
                 self.state_bufs[k] = torch.zeros(total, dtype=dtype, device=device)
             elif codec.precision == "int8":
                 codes, absmax = codec.stored_names(k)
-                self.state_bufs[codes] = torch.zeros(total, dtype=torch.int8, device=device)
+                self.state_bufs[codes] = torch.zeros(total, dtype=torch.uint8, device=device)
                 self.state_bufs[absmax] = torch.zeros(
                     total // codec.align, dtype=torch.float32, device=device
                 )

@@ -31,11 +31,14 @@ kernel: a checkpoint moves between them.
 elements it decodes both moments (:func:`~dltricks.optim.state_precision.dequantize_blocks`),
 updates them and the parameter as above, takes the block maxima, and encodes
 (:func:`~dltricks.optim.state_precision.quantize_blocks`), written operation by operation as
-those torch functions compute in float32, so equal moments get equal codes. It is compute
-bound (four square roots per element for the quarter-root map, beside Adam's own square root
-and division): 1.3-1.6x torch's fused float32 AdamW at 20M parameters on one thread and
-0.87-1.14x on two, against 10-18x for the compiled kernel
-(``benchmarks/results/optim_step_lowbit_cpu.md``).
+those torch functions compute in float32, so equal moments get equal codes. Decoding and
+encoding are integer operations on the float bits (the map's levels are those of a float
+format with 3 mantissa bits). Where the compiler targets AVX2 and FMA the loop is written
+with their intrinsics, eight elements at a time (:func:`int8_lanes`): gcc vectorizes the
+plain loop 32 elements at a time, the width of the codes, and the shuffles that widen and
+narrow them cost about a fifth of the step. It is compute bound on this CPU: 1.04-1.24x
+torch's fused float32 AdamW at 20M parameters on one thread and 0.90-0.96x on two, against
+9-15x for the compiled kernel (``benchmarks/results/optim_step_lowbit_cpu.md``).
 
 Used by the fast path for CPU buckets of float32 parameters of :class:`~dltricks.optim.Adam`
 and :class:`~dltricks.optim.AdamW` with bf16 or int8 state and without AMSGrad; everything
@@ -168,6 +171,9 @@ def _load() -> dict[str, Any]:
         kernel.argtypes += [ctypes.c_float] * 9 + [ctypes.c_int32] * 3  # ..., threads
         kernel.restype = None
         kernels[precision] = kernel
+    lanes = library.dltricks_int8_lanes
+    lanes.argtypes, lanes.restype = [], ctypes.c_int32
+    kernels["int8_lanes"] = int(lanes())
     return kernels
 
 
@@ -192,6 +198,14 @@ def adam_kernel(precision: str) -> Any | None:
                 )
     kernels = _kernel[0]
     return None if kernels is None else kernels[precision]
+
+
+def int8_lanes() -> int | None:
+    """How the loaded int8 kernel is built: 8 for the AVX2 loop (eight elements at a time),
+    0 for the plain C loop the compiler vectorizes as it can; None without a kernel."""
+    if adam_kernel("int8") is None:
+        return None
+    return int(_kernel[0]["int8_lanes"])
 
 
 def forget() -> None:
