@@ -31,10 +31,10 @@ STEPS_PER_EPOCH, EPOCHS, BATCH = 3, 2, 4
 class TinyRegressor(nn.Module):
     """What ``Trainer`` expects of a model: keyword inputs in, a dict with ``loss`` out."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, width: int = 8) -> None:
         super().__init__()
         torch.manual_seed(seed)
-        self.net = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 1))
+        self.net = nn.Sequential(nn.Linear(5, width), nn.Tanh(), nn.Linear(width, 1))
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         prediction = self.net(x).squeeze(-1)
@@ -48,8 +48,10 @@ def _dataset() -> list[dict[str, torch.Tensor]]:
     return [{"x": row, "labels": label} for row, label in zip(x, y, strict=True)]
 
 
-def _trainer(output: Path, model: nn.Module, fast: bool) -> Any:
-    optimizer = ours.AdamW(model.parameters(), lr=0.05, weight_decay=0.1, fast=fast)
+def _trainer(output: Path, model: nn.Module, fast: bool, precision: str = "fp32") -> Any:
+    optimizer = ours.AdamW(
+        model.parameters(), lr=0.05, weight_decay=0.1, fast=fast, state_precision=precision
+    )
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
     arguments = transformers.TrainingArguments(
         output_dir=str(output),
@@ -94,3 +96,27 @@ def test_trainer_resumes_from_a_checkpoint_on_the_uninterrupted_trajectory(
         for a, b in zip(resumed.parameters(), TinyRegressor(seed=0).parameters(), strict=True)
     )
     assert moved
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_trainer_resumes_low_precision_state_exactly(tmp_path: Path, precision: str) -> None:
+    """bf16 and int8 optimizer state (a hidden layer of 5120 weights, so int8 codes cover
+    it) through accelerate's save and load: the resumed run ends where the uninterrupted one
+    ends, to float32 rounding, and its state is in the same stored form."""
+    uninterrupted = TinyRegressor(seed=0, width=1024)
+    full = _trainer(tmp_path / "full", uninterrupted, True, precision)
+    full.train()
+    checkpoint = tmp_path / "full" / f"checkpoint-{STEPS_PER_EPOCH}"
+    resumed = TinyRegressor(seed=1, width=1024)
+    trainer = _trainer(tmp_path / "resumed", resumed, True, precision)
+    trainer.train(resume_from_checkpoint=str(checkpoint))
+    assert trainer.state.global_step == STEPS_PER_EPOCH * EPOCHS
+    for a, b in zip(resumed.parameters(), uninterrupted.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    weight = resumed.net[0].weight
+    state = trainer.optimizer.optimizer.state[weight]
+    expected = {"bf16": ("exp_avg", torch.bfloat16), "int8": ("exp_avg_int8", torch.uint8)}
+    key, dtype = expected[precision]
+    assert state[key].dtype == dtype
+    reference = full.optimizer.optimizer.state[uninterrupted.net[0].weight][key]
+    assert torch.equal(state[key], reference)

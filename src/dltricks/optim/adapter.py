@@ -62,6 +62,12 @@ from dltricks.optim.validation import (
 )
 
 NonFinitePolicy = Literal["raise", "skip", "ignore"]
+
+_INT8_DTENSOR = (
+    'state_precision="int8" does not take DTensor parameters (FSDP2, tensor parallel): its '
+    "blocks of 256 elements and their scales do not follow a sharding, so a checkpoint could "
+    'not be resharded; use state_precision="bf16" (which does) or "fp32"'
+)
 DerivedOption = Callable[[Mapping[str, Any]], Any]
 """A structural option computed from a param group (see ``derived_options``)."""
 NONFINITE_POLICIES: tuple[str, ...] = ("raise", "skip", "ignore")
@@ -144,11 +150,10 @@ class ComposedOptimizer(Optimizer):
         state_precision: str = "fp32",
     ) -> None:
         self.state_precision = check_state_precision(state_precision)
-        # The seed of bf16's stochastic rounding: drawn from torch's generator, so that
-        # torch.manual_seed reproduces a run (kept in every parameter's state as sr_seed).
-        self.state_seed = (
-            float(torch.randint(0, 1 << 24, (1,)).item()) if state_precision == "bf16" else 0.0
-        )
+        # The seed of bf16's stochastic rounding (kept in every parameter's state as sr_seed):
+        # the same for every optimizer, so that data-parallel replicas (DDP, a replicated
+        # DTensor) round alike whatever each process's random state.
+        self.state_seed = 0.0
         if nonfinite not in NONFINITE_POLICIES:
             raise ValueError(
                 f"nonfinite must be one of {', '.join(NONFINITE_POLICIES)}; got {nonfinite!r}"
@@ -164,6 +169,9 @@ class ComposedOptimizer(Optimizer):
         # about lr, not a TypeError about params.
         self.validate_group(defaults)
         super().__init__(params, defaults)
+        for group in self.param_groups:
+            for p in group["params"]:
+                self.codec_for(p)  # refuses what the state precision cannot store, now
         if defaults.get("fused"):
             # As torch's fused optimizers: the step takes GradScaler's scale and inf flag, and
             # runs fused (the fast path for every bucket it can take) unless fast=False.
@@ -817,6 +825,8 @@ class ComposedOptimizer(Optimizer):
             return None
         if precision == "int8" and p.numel() < INT8_MIN_NUMEL:
             return None
+        if precision == "int8" and torch_internals.is_distributed_tensor(p):
+            raise NotImplementedError(_INT8_DTENSOR)
         return StateCodec(precision, frozenset(self.non_negative_state))
 
     def _encoded(self, codec: StateCodec, entry: Mapping[str, Any], p: Tensor) -> dict[str, Any]:

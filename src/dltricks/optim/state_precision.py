@@ -12,9 +12,12 @@ parameter's dtype, if wider), inside the fused kernel on the fast path:
   probability ``(x - lo) / (hi - lo)``, so ``E[round(x)] = x`` and the small updates of a slow
   moving average (``(1 - beta2) g^2`` is far below a bfloat16 ulp of ``v``) are not lost, as
   they are with round-to-nearest. The random bits come from a counter-based hash of the
-  element's index, the step count and a seed drawn from torch's generator when the optimizer
-  is made (so ``torch.manual_seed`` reproduces a run); the seed is kept in the state
-  (``sr_seed``), so a resumed run continues the same stream.
+  element's index, the step count and a seed, kept in the state (``sr_seed``, so a resumed run
+  continues the same stream). The seed is 0 for every new optimizer, not drawn from torch's
+  generator: processes of a data-parallel run (DDP) start from different random states, and
+  replicas that rounded differently would drift apart. A DTensor moment (FSDP2, tensor
+  parallel) is rounded shard by shard, each shard with its own stretch of the stream and
+  replicas of a shard alike.
 * ``"int8"``: every moment in 8-bit codes plus one float32 scale per block of
   :data:`INT8_BLOCK` elements (Dettmers et al. 2022, "8-bit Optimizers via Block-wise
   Quantization"): about 1.016 bytes per element. A block stores ``absmax = max |x|`` and each
@@ -77,6 +80,7 @@ import torch
 from torch import Tensor
 
 from dltricks.optim.base import State
+from dltricks.optim.fast.torch_internals import is_distributed_tensor
 
 StatePrecision = Literal["fp32", "bf16", "int8"]
 STATE_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
@@ -342,12 +346,25 @@ class StateCodec:
         stochastically with the bits of (``step``, ``seed``, ``salt``)."""
         if self.precision == "int8" or seed is None:
             return self.encode_nearest(key, value)
+        if is_distributed_tensor(value):
+            return {key: _on_each_shard(value, lambda local, base: self._stochastic(
+                local, base, value.numel(), step, seed, salt))}  # fmt: skip
+        return {key: self._stochastic(value, 0, value.numel(), step, seed, salt)}
+
+    @staticmethod
+    def _stochastic(
+        value: Tensor, base: int, total: int, step: Tensor, seed: Tensor, salt: int
+    ) -> Tensor:
+        """``value`` rounded stochastically to bfloat16, with the random bits of the elements
+        ``base + i`` of a tensor of ``total`` elements (``base``: where a shard starts)."""
         flat = value.detach().reshape(-1).float()
         index = torch.arange(flat.numel(), dtype=torch.int32, device=flat.device)
-        # Moments beyond the first two use the index shifted past the tensor.
-        bits = random_bits(index + (salt // 2) * flat.numel(), noise_key(step, seed))
+        # Moments beyond the first two use the index shifted past the tensor; the hash wraps
+        # in int32, and so does the shift.
+        shift = _wrapped_int32(base + (salt // 2) * total)
+        bits = random_bits(index + shift, noise_key(step, seed))
         rounded = stochastic_round_bf16(flat, uniform(bits, salt % 2))
-        return {key: rounded.reshape(value.shape)}
+        return rounded.reshape(value.shape)
 
     def encode_nearest(self, key: str, value: Tensor) -> State:
         """The stored entries of moment ``key`` holding ``value``, rounded to nearest (a
@@ -421,6 +438,33 @@ class StateCodec:
         """The random bits of moments ``2 pair`` and ``2 pair + 1`` over a flat buffer."""
         index = torch.arange(shape[0], dtype=torch.int32) + pair * shape[0]
         return random_bits(index, noise_key(step, seed))
+
+
+def _wrapped_int32(value: int) -> int:
+    """``value`` modulo 2^32 as a signed 32-bit integer."""
+    return (value + (1 << 31)) % (1 << 32) - (1 << 31)
+
+
+def _on_each_shard(value: Tensor, function: Any) -> Tensor:
+    """``function(local, base)`` on the local shard of DTensor ``value`` (FSDP2, tensor
+    parallel), as a DTensor of the same layout. ``base`` tells the shards apart:
+    ``k * value.numel()`` for the ``k``-th shard, counting only mesh dimensions the tensor is
+    sharded over, so replicas (a replicated mesh dimension, HSDP) compute the same values."""
+    mesh = value.device_mesh  # type: ignore[attr-defined]
+    coordinate = mesh.get_coordinate() or [0] * mesh.ndim
+    shard = 0
+    for size, index, placement in zip(mesh.shape, coordinate, value.placements, strict=True):  # type: ignore[attr-defined]
+        if placement.is_shard():
+            shard = shard * size + index
+    local = function(value.to_local(), shard * value.numel())  # type: ignore[attr-defined]
+    return type(value).from_local(  # type: ignore[attr-defined, no-any-return]
+        local,
+        mesh,
+        value.placements,  # type: ignore[attr-defined]
+        run_check=False,
+        shape=value.shape,
+        stride=value.stride(),
+    )
 
 
 def decoded(entry: Mapping[str, Any], unsigned: frozenset[str] | tuple[str, ...] = ()) -> State:

@@ -97,7 +97,6 @@ def _train_one(ctx: RunContext, precision: str, seed: int) -> dict[str, Any]:
     made: list[torch.optim.Optimizer] = []
 
     def factory(params: Any) -> torch.optim.Optimizer:
-        # bf16's rounding seed is drawn from torch's generator: seeded per run.
         torch.manual_seed(seed)
         opt = AdamW(params, lr=cfg["lr"], nonfinite="ignore", state_precision=precision)
         made.append(opt)
