@@ -450,3 +450,36 @@ def test_fast_path_agrees_with_eager(precision: str) -> None:
     for p, q in zip(fast_params, twin, strict=True):
         for key, value in fast_opt.state[p].items():
             assert torch.equal(value, other.state[q][key]), key
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16], ids=["float64", "bfloat16"])
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+@pytest.mark.parametrize("fast", [False, True], ids=["eager", "fast"])
+def test_parameters_of_other_dtypes(dtype: torch.dtype, precision: str, fast: bool) -> None:
+    """float64 and bfloat16 parameters with low-precision state: each step is AdamW's formula
+    computed here in float64 on the state as stored (decoded), the arithmetic in float32 or
+    the parameter's dtype if wider, the result rounded to the parameter's dtype."""
+    gen = torch.Generator().manual_seed(5)
+    param = torch.nn.Parameter(torch.randn(5000, generator=gen).to(dtype))
+    opt = ours.AdamW([param], lr=1e-2, weight_decay=0.1, state_precision=precision, fast=fast)
+    beta1, beta2, eps, lr, wd = 0.9, 0.999, 1e-8, 1e-2, 0.1
+    for t in range(1, 4):
+        state = sp.decoded(opt.state[param]) if opt.state[param] else {}
+        m0 = state["exp_avg"].double() if state else torch.zeros(5000, dtype=torch.float64)
+        v0 = state["exp_avg_sq"].double() if state else torch.zeros(5000, dtype=torch.float64)
+        p0 = param.detach().double()
+        param.grad = (torch.randn(5000, generator=gen) * (1 + p0.float())).to(dtype)
+        g = param.grad.double()
+        m = beta1 * m0 + (1 - beta1) * g
+        v = beta2 * v0 + (1 - beta2) * g * g
+        denom = (v / (1 - beta2**t)).sqrt() + eps
+        want = p0 * (1 - lr * wd) - lr / (1 - beta1**t) * m / denom
+        opt.step()
+        got = param.detach().double()
+        if dtype == torch.float64:
+            # float64 arithmetic on the decoded state: the formula's own rounding.
+            torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
+        else:
+            # float32 arithmetic, then one rounding to bfloat16: within one bfloat16 spacing.
+            spacing = torch.exp2(torch.floor(torch.log2(want.abs())) - 7)
+            assert bool(((got - want).abs() <= spacing * (1 + 1e-3)).all())

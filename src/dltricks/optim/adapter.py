@@ -868,13 +868,16 @@ class ComposedOptimizer(Optimizer):
         """The eager update of ``p`` with moments stored by ``codec``: decoded to float32,
         the chain's update, encoded (bf16: stochastically) into the state."""
         keys = self._moment_keys(codec, state, p)
-        work = {**state, **{key: codec.decode(key, state) for key in keys}}
+        # The arithmetic in float32, or the parameter's dtype if wider (as the fused kernel's).
+        compute = torch.promote_types(p.dtype, torch.float32)
+        work = {**state, **{key: codec.decode(key, state).to(compute) for key in keys}}
         if grad.is_sparse:
             before = dict(work)
-            self._step_real_view(chain, p, grad, work, hyper)
+            self._step_real_view(chain, p, grad.to(compute), work, hyper)
             changed = {k: v for k, v in work.items() if v is not before.get(k)}
         else:
-            update, changed = chain.update(grad, work, p, hyper)
+            wide = p.detach().to(compute)
+            update, changed = chain.update(grad.to(compute), work, wide, hyper)
             p.add_(update)
         step = torch.tensor(float(hyper["step"]))
         state.update(codec.encode_changed(changed, keys, step, state.get(SEED_KEY)))

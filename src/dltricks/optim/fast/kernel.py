@@ -246,8 +246,10 @@ def _fused_lowbit_source(transform: Transform, layout: Layout, codec: StateCodec
         theta = theta.float() if narrow else theta
         g = grad.view(shape)
         g = g.float() if narrow else g
+        # float32 moments, widened for wider parameters (float64): the arithmetic in the
+        # parameter's dtype, as the eager path's.
         state = {
-            key: codec.kernel_decode(key, group, shape)
+            key: codec.kernel_decode(key, group, shape).to(theta.dtype)
             for key, group in zip(tensor_keys, groups, strict=True)
         }
         state.update((key, vectors[key][0]) for key in chain_scalars)
