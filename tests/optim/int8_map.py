@@ -1,6 +1,7 @@
 """The 8-bit state map in float64, from its definition (independent of the library's bit
 operations): the levels of a float format with 3 mantissa bits, shifted down by the
-smallest of them so that code 0 is zero, and the nearest level of a value.
+smallest of them so that code 0 is zero, the nearest level of a value, and what a code reads
+as (an unsigned code 0 as a quarter of the lowest level).
 
 Signed map (first moments): codes 0..127 for magnitudes, the sign in bit 7; the top code's
 level before the shift is 1.0, so the levels are those of ``n = c + 889`` (``889 =
@@ -28,6 +29,16 @@ def levels(signed: bool) -> torch.Tensor:
     return _float_level(n) - _float_level(torch.tensor(offset))
 
 
+def read_levels(signed: bool) -> torch.Tensor:
+    """What each code magnitude decodes to: :func:`levels`, except that an unsigned code 0
+    reads as ``2^-37``, a quarter of the lowest level (the middle of the values that round
+    to it), not zero."""
+    out = levels(signed)
+    if not signed:
+        out[0] = 2.0**-37
+    return out
+
+
 def nearest(a: torch.Tensor, signed: bool) -> torch.Tensor:
     """The code magnitude (int64) of the level nearest to each ``a`` in [0, 1] (float64)."""
     lv = levels(signed)
@@ -48,4 +59,4 @@ def decode(codes: torch.Tensor, absmax: torch.Tensor, signed: bool) -> torch.Ten
     """float64 values of uint8 codes (flat), one ``absmax`` per 256 elements."""
     magnitude, sign = magnitude_and_sign(codes, signed)
     per_element = absmax.double().reshape(-1).repeat_interleave(256)[: magnitude.numel()]
-    return levels(signed)[magnitude] * sign * per_element
+    return read_levels(signed)[magnitude] * sign * per_element

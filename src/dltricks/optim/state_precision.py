@@ -99,6 +99,9 @@ ABSMAX_SUFFIX = "_absmax"
 _SIGNED_CODES = 127  # magnitudes 0..127; the code's top bit is the sign
 _UNSIGNED_CODES = 255  # codes 0..255
 _SIGN_BIT = 128
+UNSIGNED_ZERO_LEVEL = 2.0**-37
+"""What an unsigned code 0 reads as, relative to the block's absmax: a quarter of the lowest
+level ``2^-35``, the middle of the values that round to code 0 (see :func:`quantize_blocks`)."""
 _MANTISSA_SHIFT = 20  # float32 bits below the 3 mantissa bits a level keeps
 _ONE_BITS = 0x3F800000  # float32 1.0
 
@@ -220,8 +223,12 @@ def quantize_blocks(x: Tensor, signed: bool) -> tuple[Tensor, Tensor]:
     ``c = ((bits(a + L0) + 2^19) >> 20) - k`` (ties upward). Signed maps (``C = 127``:
     e4m3 levels, ``L0 = 1.125 * 2^-16``, smallest nonzero level ``2^-19`` of absmax) keep the
     sign in the code's top bit; unsigned maps (``C = 255``: e5m3 levels, ``L0 = 1.125 *
-    2^-32``, smallest nonzero level ``2^-35``) clamp negative values to 0. The ranges are
-    matched: the signed map reaches about the square root of the unsigned one, as a first
+    2^-32``, smallest nonzero level ``2^-35``) clamp negative values to 0; they read code 0
+    (every value below ``2^-36``) as the middle of those values, ``2^-37``
+    (:data:`UNSIGNED_ZERO_LEVEL`), not as zero: a second moment too small for the map stays
+    in Adam's denominator, instead of leaving the first moment divided by ``eps`` alone (read
+    as zero, an element whose gradients are ``2^-19`` of its block's largest stepped 25x too
+    far). The signed map reaches about the square root of the unsigned one, as a first
     moment relates to a second. Codes are uint8; ``absmax`` is float32, ``(blocks, 1)``.
     """
     absmax = x.abs().amax(dim=1, keepdim=True)
@@ -246,6 +253,8 @@ def dequantize_blocks(codes: Tensor, absmax: Tensor, signed: bool) -> Tensor:
     magnitude = c & (_SIGN_BIT - 1) if signed else c
     k = _level_bits_offset(signed)
     level = ((magnitude + k) << _MANTISSA_SHIFT).view(torch.float32) - lowest_offset(signed)
+    if not signed:
+        level = level.clamp(min=UNSIGNED_ZERO_LEVEL)  # code 0 (every other level is above)
     value = level * absmax
     return torch.where(c >= _SIGN_BIT, -value, value) if signed else value
 

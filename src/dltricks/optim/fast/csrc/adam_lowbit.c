@@ -100,12 +100,17 @@ void dltricks_adam_bf16(
  * F((c + k) << 20) - L0 of absmax (F: the float32 with those bits; L0 = F(k << 20)): a float
  * format with 3 mantissa bits, shifted so that code 0 is zero. exp_avg: the sign in the
  * code's top bit, magnitudes 0..127 (k = DLTRICKS_SIGNED_K); exp_avg_sq: codes 0..255
- * (k = DLTRICKS_UNSIGNED_K). Encoding is the nearest level of a = |x| / absmax, found on the
- * bits of a + L0: ((bits + 2^19) >> 20) - k. Written operation by operation as the torch
- * functions compute in float32, so a moment with the same float32 value gets the same code. */
+ * (k = DLTRICKS_UNSIGNED_K), code 0 read as DLTRICKS_UNSIGNED_ZERO. Encoding is the nearest
+ * level of a = |x| / absmax, found on the bits of a + L0: ((bits + 2^19) >> 20) - k. Written
+ * operation by operation as the torch functions compute in float32, so a moment with the
+ * same float32 value gets the same code. */
 #define DLTRICKS_BLOCK 256
 #define DLTRICKS_SIGNED_K 889u   /* (0x3F800000 >> 20) - 127 */
 #define DLTRICKS_UNSIGNED_K 761u /* (0x3F800000 >> 20) - 255 */
+/* What exp_avg_sq's code 0 reads as: 2^-37, a quarter of its lowest level (the middle of the
+ * values that round to 0), so that a second moment too small for the map stays in Adam's
+ * denominator. Every other level is above it: the level is max(level, this). */
+#define DLTRICKS_UNSIGNED_ZERO 7.275957614183426e-12f
 
 static inline __attribute__((always_inline)) void adam_int8_loop(
     float *restrict p, const float *restrict g, uint8_t *restrict mc, float *restrict mabs,
@@ -133,7 +138,9 @@ static inline __attribute__((always_inline)) void adam_int8_loop(
             const uint32_t cm = mb[i], cv = vb[i];
             float mag = (bits_to_float(((cm & 127u) + DLTRICKS_SIGNED_K) << 20) - low_m) * am;
             float mi = bits_to_float(float_to_bits(mag) | ((cm & 128u) << 24));
-            float vi = (bits_to_float((cv + DLTRICKS_UNSIGNED_K) << 20) - low_v) * av;
+            float vlevel = bits_to_float((cv + DLTRICKS_UNSIGNED_K) << 20) - low_v;
+            vlevel = vlevel > DLTRICKS_UNSIGNED_ZERO ? vlevel : DLTRICKS_UNSIGNED_ZERO;
+            float vi = vlevel * av;
             mi = beta1 * mi + one_minus_beta1 * gi;
             vi = beta2 * vi + one_minus_beta2 * (gi * gi);
             float denom = sqrtf(vi) * inv_sqrt_bc2 + eps;
@@ -194,6 +201,7 @@ static inline __attribute__((always_inline)) void adam_int8_loop_avx2(
     const __m256 low_m = _mm256_set1_ps(bits_to_float(DLTRICKS_SIGNED_K << 20));
     const __m256 low_v = _mm256_set1_ps(bits_to_float(DLTRICKS_UNSIGNED_K << 20));
     const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    const __m256 v_zero = _mm256_set1_ps(DLTRICKS_UNSIGNED_ZERO);
     const __m256 b1 = _mm256_set1_ps(beta1), c1 = _mm256_set1_ps(one_minus_beta1);
     const __m256 b2 = _mm256_set1_ps(beta2), c2 = _mm256_set1_ps(one_minus_beta2);
     const __m256 bc2 = _mm256_set1_ps(inv_sqrt_bc2), e = _mm256_set1_ps(eps);
@@ -220,8 +228,9 @@ static inline __attribute__((always_inline)) void adam_int8_loop_avx2(
             const __m256 mag = _mm256_mul_ps(_mm256_sub_ps(_mm256_castsi256_ps(mlevel), low_m), am);
             __m256 mi = _mm256_or_ps(
                 mag, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_and_si256(cm, bit7), 24)));
-            const __m256i vlevel = _mm256_slli_epi32(_mm256_add_epi32(cv, k_v), 20);
-            __m256 vi = _mm256_mul_ps(_mm256_sub_ps(_mm256_castsi256_ps(vlevel), low_v), av);
+            const __m256i vbits = _mm256_slli_epi32(_mm256_add_epi32(cv, k_v), 20);
+            const __m256 vlevel = _mm256_sub_ps(_mm256_castsi256_ps(vbits), low_v);
+            __m256 vi = _mm256_mul_ps(_mm256_max_ps(vlevel, v_zero), av);
             mi = _mm256_fmadd_ps(b1, mi, _mm256_mul_ps(c1, gi));
             vi = _mm256_fmadd_ps(b2, vi, _mm256_mul_ps(c2, _mm256_mul_ps(gi, gi)));
             const __m256 denom = _mm256_fmadd_ps(_mm256_sqrt_ps(vi), bc2, e);
