@@ -56,7 +56,7 @@ with bf16 or int8 state on a CPU the fast path runs hand-written C kernels
 (:mod:`dltricks.optim.fast.native`, built at first use with the system C compiler). At 20M
 parameters on a quiet 2-core EPYC, against torch's fused float32 AdamW in the same run: bf16
 0.76-0.96x on one thread (median 0.83x), 0.66-0.88x on two; int8 1.04-1.24x on one thread
-and 0.90-0.96x on two. The int8 step is compute bound on this CPU: decoding, updating,
+and 0.86-0.96x on two. The int8 step is compute bound on this CPU: decoding, updating,
 taking the block maxima and encoding take longer than moving its 16 bytes per parameter.
 Everything else runs inductor's kernels, which (torch 2.13) load 1- and 2-byte buffers beside
 float32 ones with partial vector loads and keep the int8 block maximum's inputs in float32

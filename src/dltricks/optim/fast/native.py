@@ -37,7 +37,7 @@ format with 3 mantissa bits). Where the compiler targets AVX2 and FMA the loop i
 with their intrinsics, eight elements at a time (:func:`int8_lanes`): gcc vectorizes the
 plain loop 32 elements at a time, the width of the codes, and the shuffles that widen and
 narrow them cost about a fifth of the step. It is compute bound on this CPU: 1.04-1.24x
-torch's fused float32 AdamW at 20M parameters on one thread and 0.90-0.96x on two, against
+torch's fused float32 AdamW at 20M parameters on one thread and 0.86-0.96x on two, against
 9-15x for the compiled kernel (``benchmarks/results/optim_step_lowbit_cpu.md``).
 
 Used by the fast path for CPU buckets of float32 parameters of :class:`~dltricks.optim.Adam`
