@@ -7,6 +7,8 @@ Two ranks on gloo over 127.0.0.1, CPU only: dltricks' Adam and AdamW with their 
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
@@ -28,18 +30,22 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.mark.slow
-def test_fsdp2_and_tensor_parallel_models_match_torch_with_default_settings() -> None:
+def _on_every_rank(worker: Callable[..., None]) -> dict[int, Any]:
+    """What ``worker(rank, WORLD, port, results)`` put in ``results`` on each of WORLD
+    spawned ranks, by rank."""
     context = mp.get_context("spawn")
     results = context.Queue()
     mp.start_processes(
-        distributed_worker.run,
-        args=(WORLD, _free_port(), results),
-        nprocs=WORLD,
-        start_method="spawn",
+        worker, args=(WORLD, _free_port(), results), nprocs=WORLD, start_method="spawn"
     )
     by_rank = dict(results.get(timeout=10) for _ in range(WORLD))
     assert sorted(by_rank) == list(range(WORLD))
+    return by_rank
+
+
+@pytest.mark.slow
+def test_fsdp2_and_tensor_parallel_models_match_torch_with_default_settings() -> None:
+    by_rank = _on_every_rank(distributed_worker.run)
     for rank, cases in by_rank.items():
         assert sorted(cases) == sorted(f"{k}/{n}" for k, n in distributed_worker.CASES)
         for case, (kind, worst) in cases.items():
@@ -51,18 +57,10 @@ def test_fsdp2_and_tensor_parallel_models_match_torch_with_default_settings() ->
 def test_bf16_state_on_dtensor_parameters_and_int8_refused() -> None:
     """state_precision="bf16" on FSDP2 and tensor-parallel models: training follows torch's
     float32 AdamW to bfloat16 rounding, the moments are bfloat16 DTensors laid out as their
-    parameters, a distributed checkpoint loads back bit for bit, and replicas round alike;
-    "int8" is refused with the reason."""
-    context = mp.get_context("spawn")
-    results = context.Queue()
-    mp.start_processes(
-        distributed_worker.run_low_precision,
-        args=(WORLD, _free_port(), results),
-        nprocs=WORLD,
-        start_method="spawn",
-    )
-    by_rank = dict(results.get(timeout=10) for _ in range(WORLD))
-    assert sorted(by_rank) == list(range(WORLD))
+    parameters, a distributed checkpoint loads back bit for bit, and replicas (a replicated
+    DTensor; DDP with a different random state in each process) round alike; "int8" is
+    refused with the reason."""
+    by_rank = _on_every_rank(distributed_worker.run_low_precision)
     for rank, out in by_rank.items():
         for kind in ("fsdp2", "tensor_parallel"):
             worst, layouts, identical = out[kind]
