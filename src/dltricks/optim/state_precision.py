@@ -23,11 +23,12 @@ parameter's dtype, if wider), inside the fused kernel on the fast path:
   Quantization"): about 1.016 bytes per element. A block stores ``absmax = max |x|`` and each
   element's ``a = |x| / absmax`` as its nearest level on a map that, like Dettmers' dynamic
   map, spends its codes evenly over orders of magnitude: the levels of a float format with 3
-  mantissa bits, shifted down by the smallest of them so that code 0 is exactly zero
-  (:func:`quantize_blocks`). Rounding to the nearest level errs by half a level step at
-  most: ``(a + L0) / 16``, with ``L0`` the shift. Signed moments (e4m3 levels, the
-  sign in the code's top bit) reach down to ``2^-19`` of the block's absmax, unsigned ones
-  (second moments, accumulators: e5m3 levels) to ``2^-35``, the square of the signed range, as
+  mantissa bits, shifted down by the smallest of them so that code 0 is zero (an unsigned
+  code 0 reads as a quarter of the lowest level: :data:`UNSIGNED_ZERO_LEVEL`;
+  :func:`quantize_blocks`). Rounding to the nearest level errs by half a level step at most:
+  ``(a + L0) / 16``, with ``L0`` the shift. Signed moments (e4m3 levels, the sign in the
+  code's top bit) reach down to ``2^-19`` of the block's absmax, unsigned ones (second
+  moments, accumulators: e5m3 levels) to ``2^-35``, about the square of the signed range, as
   a second moment relates to a first. Encoding and decoding are a few integer operations on
   the float's bits, no search and no root. Dettmers' dynamic *tree* map splits the bits
   between a decimal exponent and a fraction; it needs a search to encode. Tensors of fewer
@@ -217,8 +218,8 @@ def quantize_blocks(x: Tensor, signed: bool) -> tuple[Tensor, Tensor]:
 
     ``F(n)`` the float32 with bits ``n``, ``k`` such that ``level(C)`` is ``1 - L0`` (the
     bits of 1.0), ``L0 = F(k << 20)``. Above ``L0`` the levels step by 1/8 of a power of
-    two (relative step 6.25%-12.5%, at most half of it as error); ``level(0) = 0`` exactly
-    and, below ``L0``, the steps are ``L0 / 8`` apart, like subnormals. The nearest level of
+    two (relative step 6.25%-12.5%, at most half of it as error); ``level(0) = 0`` and,
+    below ``L0``, the steps are ``L0 / 8`` apart, like subnormals. The nearest level of
     ``a`` is the level of ``a + L0`` rounded to 3 mantissa bits, a bit operation:
     ``c = ((bits(a + L0) + 2^19) >> 20) - k`` (ties upward). Signed maps (``C = 127``:
     e4m3 levels, ``L0 = 1.125 * 2^-16``, smallest nonzero level ``2^-19`` of absmax) keep the
@@ -355,10 +356,11 @@ class StateCodec:
         stochastically with the bits of (``step``, ``seed``, ``salt``)."""
         if self.precision == "int8" or seed is None:
             return self.encode_nearest(key, value)
-        if is_distributed_tensor(value):
-            return {key: _on_each_shard(value, lambda local, base: self._stochastic(
-                local, base, value.numel(), step, seed, salt))}  # fmt: skip
-        return {key: self._stochastic(value, 0, value.numel(), step, seed, salt)}
+        if not is_distributed_tensor(value):
+            return {key: self._stochastic(value, 0, value.numel(), step, seed, salt)}
+        local = value.to_local()  # type: ignore[attr-defined]
+        rounded = self._stochastic(local, _shard_base(value), value.numel(), step, seed, salt)
+        return {key: _like_shard(value, rounded)}
 
     @staticmethod
     def _stochastic(
@@ -454,21 +456,24 @@ def _wrapped_int32(value: int) -> int:
     return (value + (1 << 31)) % (1 << 32) - (1 << 31)
 
 
-def _on_each_shard(value: Tensor, function: Any) -> Tensor:
-    """``function(local, base)`` on the local shard of DTensor ``value`` (FSDP2, tensor
-    parallel), as a DTensor of the same layout. ``base`` tells the shards apart:
-    ``k * value.numel()`` for the ``k``-th shard, counting only mesh dimensions the tensor is
-    sharded over, so replicas (a replicated mesh dimension, HSDP) compute the same values."""
+def _shard_base(value: Tensor) -> int:
+    """Where the random stream of DTensor ``value``'s local shard starts (FSDP2, tensor
+    parallel): ``k * value.numel()`` for the ``k``-th shard, counting only mesh dimensions the
+    tensor is sharded over, so replicas (a replicated mesh dimension, HSDP) round alike."""
     mesh = value.device_mesh  # type: ignore[attr-defined]
     coordinate = mesh.get_coordinate() or [0] * mesh.ndim
     shard = 0
     for size, index, placement in zip(mesh.shape, coordinate, value.placements, strict=True):  # type: ignore[attr-defined]
         if placement.is_shard():
             shard = shard * size + index
-    local = function(value.to_local(), shard * value.numel())  # type: ignore[attr-defined]
+    return shard * value.numel()
+
+
+def _like_shard(value: Tensor, local: Tensor) -> Tensor:
+    """``local`` as the local shard of a DTensor laid out as ``value``."""
     return type(value).from_local(  # type: ignore[attr-defined, no-any-return]
         local,
-        mesh,
+        value.device_mesh,  # type: ignore[attr-defined]
         value.placements,  # type: ignore[attr-defined]
         run_check=False,
         shape=value.shape,
